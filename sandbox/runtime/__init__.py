@@ -1,0 +1,1 @@
+"""Runtimes (targets) an isvc runs on: local processes, docker containers, the minikube sandbox."""

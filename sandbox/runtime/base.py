@@ -1,0 +1,46 @@
+"""What every target offers the CLI: up, down, status, logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sandbox.catalog import Service
+
+
+class RuntimeError_(Exception):
+    """A target could not do what was asked; the message is for the user (no traceback)."""
+
+
+@dataclass
+class UpOptions:
+    gateway_port: int = 8080
+    # "replay": start the MediaWiki replay server and point WIKI_URL at it; "live": real wikis;
+    # or any base URL.
+    mediawiki: str = "live"
+    timeout_s: float = 60.0
+    # Extra env for every component (after service.yaml's), e.g. MAX_BODY_BYTES.
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ComponentStatus:
+    target: str
+    isvc: str
+    component: str  # predictor | transformer | gateway | mediawiki
+    state: str  # running | exited (code) | crashed | ready
+    address: str  # host:port or container name
+    pid: int | None = None
+    detail: str = ""
+
+
+class Target(Protocol):
+    name: str
+
+    def up(self, services: list[Service], opts: UpOptions) -> None: ...
+
+    def down(self, names: list[str] | None = None) -> None: ...
+
+    def status(self) -> list[ComponentStatus]: ...
+
+    def logs(self, isvc: str, component: str | None, follow: bool) -> int: ...
