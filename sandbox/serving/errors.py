@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import Request
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger("kserve")
 
 
 class UpstreamHTTPError(Exception):
@@ -25,10 +29,11 @@ class UpstreamTimeout(UpstreamHTTPError):
     http_status = 504
 
 
-async def upstream_error_handler(_: Request, exc: Exception) -> ORJSONResponse:
+async def upstream_error_handler(_: Request, exc: Exception) -> JSONResponse:
     status = getattr(exc, "http_status", 502)
-    return ORJSONResponse(status_code=status, content={"error": str(exc)})
+    log.warning("%s: %s", status, exc)
+    return JSONResponse(status_code=status, content={"error": str(exc)})
 
 
-def error_response(status: int, message: str) -> ORJSONResponse:
-    return ORJSONResponse(status_code=status, content={"error": message})
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message})

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from kserve.errors import InvalidInput
 
 _MISSING = object()
 
 
 def require_object(payload: Any) -> dict[str, Any]:
+    """The request as a JSON object. kserve leaves bodies sent without a JSON content type (e.g.
+    `curl -d`) as bytes: parse those too."""
+    if isinstance(payload, bytes | str):
+        try:
+            payload = orjson.loads(payload)
+        except orjson.JSONDecodeError as e:
+            raise InvalidInput(f"request body is not valid JSON: {e}") from None
     if not isinstance(payload, dict):
         raise InvalidInput(f"expected a JSON object, got {type(payload).__name__}")
     return payload

@@ -4,7 +4,9 @@ Services call `run(make_model, ...)` from their `__main__`. Differences from sto
 `kserve.ModelServer`, each a documented sandbox choice:
 - binds `SANDBOX_HTTP_HOST` (default 127.0.0.1; the images set 0.0.0.0) instead of always 0.0.0.0;
 - a request body limit (MAX_BODY_BYTES, default 1 MiB) answered with 413 JSON;
-- per-request latency logging off unless `--enable_latency_logging true` (it costs ~40% throughput);
+- per-request logging off: kserve's latency logging unless `--enable_latency_logging true`, the
+  access log unless SANDBOX_ACCESS_LOG=1 (together they cost ~40% throughput; the gateway logs
+  every request anyway); a client's mistake (400) logs one line, not a traceback;
 - REST only (Lift Wing's isvcs are REST), so several servers can share a host;
 - errors of dependencies (`UpstreamHTTPError`, and any exception with an `http_status`) answered as
   JSON with their status (502/504, or the predictor's 4xx) instead of 500.
@@ -20,13 +22,16 @@ import sys
 from collections.abc import Callable
 
 import kserve
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from kserve import model_server as kserve_model_server
+from kserve.errors import InvalidInput
 from kserve.protocol.rest.server import RESTServer
 
-from sandbox.serving.errors import UpstreamHTTPError, upstream_error_handler
+from sandbox.serving.errors import UpstreamHTTPError, error_response, upstream_error_handler
 from sandbox.serving.limits import BodyLimitMiddleware, max_body_bytes
 
-log = logging.getLogger("sandbox.serving")
+log = logging.getLogger("kserve")
 
 FASTAPI_APP = "kserve.model_server:app"
 
@@ -55,6 +60,10 @@ class SandboxRESTServer(RESTServer):
     def __init__(self, *args, host: str, body_limit: int, latency_logging: bool, **kwargs):
         super().__init__(*args, **kwargs)
         self.config.host = host
+        if os.environ.get("SANDBOX_ACCESS_LOG", "0") != "1":
+            access = logging.getLogger("uvicorn.access")
+            access.handlers = []
+            access.propagate = False
         self._body_limit = body_limit
         self._latency_logging = latency_logging
 
@@ -65,9 +74,15 @@ class SandboxRESTServer(RESTServer):
 
     def _add_exception_handlers(self, app) -> None:
         super()._add_exception_handlers(app)
+        app.add_exception_handler(InvalidInput, invalid_input_handler)
         app.add_exception_handler(UpstreamHTTPError, upstream_error_handler)
         for exc_type in _extra_http_errors:
             app.add_exception_handler(exc_type, upstream_error_handler)
+
+
+async def invalid_input_handler(_: Request, exc: Exception) -> JSONResponse:
+    log.info("400: %s", exc)
+    return error_response(400, str(exc))
 
 
 _extra_http_errors: list[type[Exception]] = []

@@ -1,0 +1,114 @@
+"""The one gateway process of a sandbox, shared by every target, and its routes file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from sandbox.paths import run_dir
+from sandbox.runtime import processes
+from sandbox.runtime.base import RuntimeError_
+from sandbox.runtime.gateway import HEALTH_PATH, write_routes
+from sandbox.runtime.state import logs_dir
+
+
+def routes_file():
+    return run_dir() / "routes.json"
+
+
+def gateway_url(state: dict[str, Any]) -> str | None:
+    gw = state.get("gateway")
+    return f"http://127.0.0.1:{gw['port']}" if gw else None
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{HEALTH_PATH}", timeout=1) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def ensure_gateway(state: dict[str, Any], port: int, timeout_s: float = 15.0) -> bool:
+    """Start the gateway on `port` unless it already runs there. True if it was started."""
+    gw = state.get("gateway")
+    if gw and processes.alive(gw["process"]) and gw["port"] == port:
+        return False
+    if gw:
+        processes.stop(gw["process"])
+        state["gateway"] = None
+    if processes.port_in_use(port):
+        raise RuntimeError_(
+            f"port {port} is already in use by another program; "
+            "choose the gateway port with --port (or SANDBOX_GATEWAY_PORT)"
+        )
+    write_routes(routes_file(), _route_urls(state))
+    log = logs_dir() / "gateway.log"
+    cmd = [sys.executable, "-m", "sandbox.runtime.gateway", "--routes", str(routes_file())]
+    cmd += ["--port", str(port)]
+    rec = processes.spawn(cmd, log, env=dict(os.environ))
+    deadline = time.monotonic() + timeout_s
+    while not _healthy(port):
+        if not processes.alive(rec) or time.monotonic() > deadline:
+            processes.stop(rec)
+            raise RuntimeError_(
+                f"the gateway did not start on port {port}:\n{processes.tail(log, 15)}"
+            )
+        time.sleep(0.05)
+    state["gateway"] = {"port": port, "process": rec.to_dict()}
+    return True
+
+
+def _route_urls(state: dict[str, Any]) -> dict[str, str]:
+    return {host: r["url"] for host, r in state["routes"].items()}
+
+
+def set_route(state: dict[str, Any], host: str, url: str, owner: str) -> None:
+    state["routes"][host] = {"url": url, "owner": owner}
+    _publish(state)
+
+
+def remove_route(state: dict[str, Any], host: str) -> None:
+    if state["routes"].pop(host, None) is not None:
+        _publish(state)
+
+
+def _publish(state: dict[str, Any]) -> None:
+    write_routes(routes_file(), _route_urls(state))
+    gw = state.get("gateway")
+    if gw and processes.alive(gw["process"]):
+        os.kill(gw["process"]["pid"], signal.SIGHUP)
+        # The gateway reloads asynchronously; wait until it routes what we wrote.
+        deadline = time.monotonic() + 5
+        want = sorted(state["routes"])
+        while time.monotonic() < deadline:
+            if _served_routes(gw["port"]) == want:
+                return
+            time.sleep(0.02)
+
+
+def _served_routes(port: int) -> list[str] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{HEALTH_PATH}", timeout=1) as r:
+            return json.loads(r.read())["routes"]
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        return None
+
+
+def stop_gateway_if_idle(state: dict[str, Any]) -> bool:
+    """Stop the gateway (and the MediaWiki replay server) when no isvc is left. True if stopped."""
+    if state["isvcs"]:
+        return False
+    stopped = False
+    for key in ("gateway", "mediawiki"):
+        if state.get(key):
+            processes.stop(state[key]["process"])
+            state[key] = None
+            stopped = True
+    return stopped
