@@ -54,6 +54,13 @@ def _add_up_args(p: argparse.ArgumentParser, default_target: str) -> None:
     p.add_argument(
         "--max-body-bytes", type=int, default=None, help="request body limit (default 1 MiB)"
     )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for every component, over service.yaml's (repeatable)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -124,6 +131,11 @@ def _options(args: argparse.Namespace) -> UpOptions:
     if not 0 < args.port < 65536:
         raise RuntimeError_(f"--port must be a TCP port, got {args.port}")
     env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RuntimeError_(f"--env takes KEY=VALUE, got {item!r}")
+        env[key] = value
     if args.max_body_bytes is not None:
         if args.max_body_bytes <= 0:
             raise RuntimeError_("--max-body-bytes must be positive")

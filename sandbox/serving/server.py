@@ -8,8 +8,8 @@ Services call `run(make_model, ...)` from their `__main__`. Differences from sto
   access log unless SANDBOX_ACCESS_LOG=1 (together they cost ~40% throughput; the gateway logs
   every request anyway); a client's mistake (400) logs one line, not a traceback;
 - REST only (Lift Wing's isvcs are REST), so several servers can share a host;
-- errors of dependencies (`UpstreamHTTPError`, and any exception with an `http_status`) answered as
-  JSON with their status (502/504, or the predictor's 4xx) instead of 500.
+- errors of dependencies (`UpstreamHTTPError`) answered as JSON with their status (502/504, or
+  the predictor's 4xx) instead of 500.
 """
 
 from __future__ import annotations
@@ -76,21 +76,11 @@ class SandboxRESTServer(RESTServer):
         super()._add_exception_handlers(app)
         app.add_exception_handler(InvalidInput, invalid_input_handler)
         app.add_exception_handler(UpstreamHTTPError, upstream_error_handler)
-        for exc_type in _extra_http_errors:
-            app.add_exception_handler(exc_type, upstream_error_handler)
 
 
 async def invalid_input_handler(_: Request, exc: Exception) -> JSONResponse:
     log.info("400: %s", exc)
     return error_response(400, str(exc))
-
-
-_extra_http_errors: list[type[Exception]] = []
-
-
-def register_http_error(exc_type: type[Exception]) -> None:
-    """Answer `exc_type` (which has an `http_status`) as `{"error": str(exc)}` with that status."""
-    _extra_http_errors.append(exc_type)
 
 
 class SandboxModelServer(kserve.ModelServer):

@@ -21,7 +21,8 @@ from sandbox.serving.executor import run_cpu
 
 LABEL_PREFIX = "__label__"
 QID = re.compile(r"^Q[1-9][0-9]*$")
-MAX_QIDS = 5000
+# Most articles have far fewer outlinks; the transformer sends them all.
+MAX_QIDS = int(os.environ.get("MAX_QIDS", "5000"))
 
 
 class OutlinkTopicModel(kserve.Model):

@@ -17,7 +17,7 @@ import kserve
 from kserve.errors import InvalidInput
 
 from sandbox.serving import inputs, server
-from sandbox.serving.mediawiki import MediaWikiClient, MediaWikiError
+from sandbox.serving.mediawiki import MediaWikiClient
 from sandbox.serving.predictor_client import PredictorClient
 
 LANG = re.compile(r"^[a-z][a-z0-9-]{1,15}$")
@@ -65,5 +65,4 @@ def make_model(args: argparse.Namespace) -> OutlinkTransformer:
 
 
 if __name__ == "__main__":
-    server.register_http_error(MediaWikiError)
     server.run(make_model, description="outlink-topic-model transformer (KServe model server)")

@@ -1,0 +1,149 @@
+"""The local runtime's lifecycle through the real CLI: idempotent up, crash in status, clean down,
+a failing up leaving nothing behind, the predictor's 4xx passed through the transformer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.runtime import processes, state
+from sandbox.runtime.processes import free_port
+from tests.e2e.conftest import Sandbox, cli
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    """A sandbox of its own, so lifecycle tests never disturb the shared e2e sandbox."""
+    monkeypatch.setenv("SANDBOX_RUN_DIR", str(tmp_path / "run"))
+    yield tmp_path / "run"
+    cli("down", check=False)
+
+
+def _pids() -> list[int]:
+    st = state.read()
+    pids = [c["process"]["pid"] for i in st["isvcs"].values() for c in i["components"].values()]
+    pids += [st[k]["process"]["pid"] for k in ("gateway", "mediawiki") if st.get(k)]
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+
+
+def test_up_is_idempotent_status_shows_crash_and_down_cleans_up(run_dir):
+    port = str(free_port())
+    cli("up", "langid", "--port", port)
+    first = _pids()
+    assert len(first) == 2  # predictor + gateway
+    again = cli("up", "langid", "--port", port)
+    assert "up to date" in again.stderr
+    assert _pids() == first
+
+    status = cli("status")
+    assert "langid" in status.stdout and "running" in status.stdout
+
+    predictor = state.read()["isvcs"]["local/langid"]["components"]["predictor"]["process"]
+    os.kill(predictor["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while processes.alive(predictor):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    crashed = cli("status", check=False)
+    assert crashed.returncode == 1
+    assert "exited" in crashed.stdout
+
+    # up restarts what crashed
+    restarted = cli("up", "langid", "--port", port)
+    assert "restarting langid" in restarted.stderr
+    ok = cli("predict", "langid", "english")
+    assert "eng_Latn" in ok.stdout
+
+    logs = cli("logs", "langid")
+    assert "Uvicorn running" in logs.stdout or "uvicorn" in logs.stdout.lower()
+
+    pids = _pids()
+    cli("down")
+    assert not any(_alive(p) for p in pids)
+    assert "nothing is running" in cli("status").stdout
+    assert "nothing is running" in cli("down").stderr
+
+
+def test_failing_up_leaves_nothing_running(run_dir):
+    """The predictor cannot load its model: up fails with its log, and nothing keeps running."""
+    proc = cli(
+        "up",
+        "langid",
+        "--port",
+        str(free_port()),
+        "--env",
+        "MODEL_PATH=/nonexistent/model.bin",
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "did not become ready" in proc.stderr
+    assert "cannot load the model" in proc.stderr  # the predictor's own last log lines
+    assert "nothing was left running" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    st = state.read()
+    assert st["isvcs"] == {} and st["gateway"] is None
+
+
+def test_bad_options_are_cli_errors(run_dir):
+    for args, words in [
+        (["--max-body-bytes", "-1"], "max-body-bytes"),
+        (["--mediawiki", "ftp://x"], "--mediawiki"),
+        (["--env", "NOEQUALS"], "KEY=VALUE"),
+    ]:
+        proc = cli("up", "langid", *args, check=False)
+        assert proc.returncode != 0, args
+        assert words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_isvc_exits_2_and_lists_known(run_dir):
+    proc = cli("up", "nope", check=False)
+    assert proc.returncode == 2
+    assert "langid" in proc.stderr and "outlink-topic-model" in proc.stderr
+    script = subprocess.run(
+        [str(REPO / "scripts" / "deploy.sh"), "nope", "--target", "local"],
+        capture_output=True,
+        text=True,
+    )
+    assert script.returncode == 2
+    assert "outlink-topic-model" in script.stderr
+
+
+def test_predictor_4xx_passes_through_the_transformer(run_dir):
+    """Stock kserve turns a predictor 4xx into 500; the sandbox's hop keeps the 400."""
+    port = free_port()
+    # The predictor accepts at most 10 QIDs here; Toni Morrison has 120+ outlinks.
+    cli(
+        "up",
+        "outlink-topic-model",
+        "--mediawiki",
+        "replay",
+        "--port",
+        str(port),
+        "--env",
+        "MAX_QIDS=10",
+    )
+    sb = Sandbox("local", f"http://127.0.0.1:{port}", None)
+    from sandbox import catalog
+
+    svc = catalog.get("outlink-topic-model")
+    resp = sb.post(svc, json.dumps({"lang": "en", "page_title": "Toni Morrison"}).encode())
+    assert resp.status == 400, resp.body
+    assert "limit is 10" in resp.json()["error"]
