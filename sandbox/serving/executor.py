@@ -1,18 +1,47 @@
-"""Run CPU-bound inference off the event loop, so health checks stay fast under load."""
+"""Run CPU-bound inference without blocking the event loop, so health checks stay fast under load.
+
+fastText holds the GIL while it predicts, so a thread would not free the loop: big inputs go to a
+worker process forked after the model is loaded (it shares the model's pages copy-on-write).
+Handing work to another process costs more than a prediction on a short input, so small work
+runs inline: it blocks the loop for less time than the hand-off would take.
+
+Use: `offload = Offload()`; in `load()`, set the module-level model, then `offload.start()`;
+in `predict()`, `await offload.run(module_level_fn, *args, cost=len(input))`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
 
-# One inference thread: fastText holds the GIL while it predicts, so more threads add contention,
-# not throughput. Scale with replicas (processes), as Lift Wing does.
-_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+# Input size (characters, tokens) under which a prediction takes well under a millisecond.
+INLINE_MAX_COST = 2000
 
 
-async def run_cpu(fn: Callable[..., T], *args) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
+def _noop() -> None:
+    return None
+
+
+class Offload:
+    def __init__(self, workers: int = 1):
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Fork the workers now: after the model is loaded, before the server starts threads."""
+        ctx = multiprocessing.get_context("fork")
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        for _ in range(self.workers):
+            self._pool.submit(_noop).result()
+
+    async def run(self, fn: Callable[..., T], *args, cost: int) -> T:
+        """`fn(*args)`: inline when `cost` is small, else in a worker. `fn` must be a module-level
+        function (workers find it by name) that reads the model from a module global."""
+        if cost < INLINE_MAX_COST or self._pool is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

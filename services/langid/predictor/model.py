@@ -12,11 +12,15 @@ import fasttext
 import kserve
 
 from sandbox.serving import inputs, server
-from sandbox.serving.executor import run_cpu
+from sandbox.serving.executor import Offload
 
 # The label -> (wikicode, language name) table the model was trained with.
 LANGUAGES_TSV = Path(__file__).resolve().parent.parent / "training" / "languages.tsv"
 LABEL_PREFIX = "__label__"
+
+# The loaded model, module-level so that forked inference workers inherit it.
+_model: Any = None
+_languages: dict[str, tuple[str, str]] = {}
 
 
 def load_languages(path: Path = LANGUAGES_TSV) -> dict[str, tuple[str, str]]:
@@ -25,44 +29,44 @@ def load_languages(path: Path = LANGUAGES_TSV) -> dict[str, tuple[str, str]]:
         return {row[0]: (row[1], row[2]) for row in rows if row}
 
 
+def identify(text: str) -> dict[str, Any]:
+    labels, scores = _model.predict(" ".join(text.split()), k=1)
+    language = labels[0][len(LABEL_PREFIX) :]
+    wikicode, name = _languages[language]
+    return {
+        "language": language,
+        "wikicode": wikicode,
+        "languagename": name,
+        "score": round(float(min(scores[0], 1.0)), 4),
+    }
+
+
 class LangIdModel(kserve.Model):
     def __init__(self, name: str, model_path: str):
         super().__init__(name)
         self.model_path = model_path
-        self.model: Any = None
-        self.languages: dict[str, tuple[str, str]] = {}
+        self.offload = Offload()
 
     def load(self) -> bool:
-        self.model = fasttext.load_model(self.model_path)
-        self.languages = load_languages()
-        unknown = [
-            lbl for lbl in self.model.get_labels() if lbl[len(LABEL_PREFIX) :] not in self.languages
-        ]
+        global _model, _languages
+        _model = fasttext.load_model(self.model_path)
+        _languages = load_languages()
+        labels = [lbl[len(LABEL_PREFIX) :] for lbl in _model.get_labels()]
+        unknown = [lbl for lbl in labels if lbl not in _languages]
         if unknown:
             raise ValueError(f"labels missing from {LANGUAGES_TSV.name}: {unknown}")
+        self.offload.start()
         self.ready = True
         return self.ready
 
-    def _identify(self, text: str) -> dict[str, Any]:
-        labels, scores = self.model.predict(" ".join(text.split()), k=1)
-        language = labels[0][len(LABEL_PREFIX) :]
-        wikicode, name = self.languages[language]
-        return {
-            "language": language,
-            "wikicode": wikicode,
-            "languagename": name,
-            "score": round(float(min(scores[0], 1.0)), 4),
-        }
-
     async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> dict:
         text = inputs.text_field(inputs.require_object(payload), "text")
-        return await run_cpu(self._identify, text)
+        return await self.offload.run(identify, text, cost=len(text))
 
 
 def make_model(args: argparse.Namespace) -> LangIdModel:
-    return LangIdModel(
-        args.model_name, os.environ.get("MODEL_PATH", "/mnt/models/lid201-model.bin")
-    )
+    path = os.environ.get("MODEL_PATH", "/mnt/models/lid201-model.bin")
+    return LangIdModel(args.model_name, path)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import kserve
 from kserve.errors import InvalidInput
 
 from sandbox.serving import inputs, server
-from sandbox.serving.executor import run_cpu
+from sandbox.serving.executor import Offload
 
 LABEL_PREFIX = "__label__"
 QID = re.compile(r"^Q[1-9][0-9]*$")
@@ -25,14 +25,32 @@ QID = re.compile(r"^Q[1-9][0-9]*$")
 MAX_QIDS = int(os.environ.get("MAX_QIDS", "5000"))
 
 
+# The loaded model, module-level so that forked inference workers inherit it.
+_model: Any = None
+
+
+def topics(qids: list[str], threshold: float) -> list[dict[str, Any]]:
+    if not qids:
+        return []
+    labels, scores = _model.predict(" ".join(qids), k=-1, threshold=threshold)
+    results = [
+        {"topic": label[len(LABEL_PREFIX) :], "score": round(float(min(score, 1.0)), 4)}
+        for label, score in zip(labels, scores, strict=True)
+    ]
+    results.sort(key=lambda r: r["score"], reverse=True)
+    return results
+
+
 class OutlinkTopicModel(kserve.Model):
     def __init__(self, name: str, model_path: str):
         super().__init__(name)
         self.model_path = model_path
-        self.model: Any = None
+        self.offload = Offload()
 
     def load(self) -> bool:
-        self.model = fasttext.load_model(self.model_path)
+        global _model
+        _model = fasttext.load_model(self.model_path)
+        self.offload.start()
         self.ready = True
         return self.ready
 
@@ -48,23 +66,12 @@ class OutlinkTopicModel(kserve.Model):
             raise InvalidInput(f"field 'qids' has {len(qids)} items; the limit is {MAX_QIDS}")
         return qids
 
-    def _topics(self, qids: list[str], threshold: float) -> list[dict[str, Any]]:
-        if not qids:
-            return []
-        labels, scores = self.model.predict(" ".join(qids), k=-1, threshold=threshold)
-        results = [
-            {"topic": label[len(LABEL_PREFIX) :], "score": round(float(min(score, 1.0)), 4)}
-            for label, score in zip(labels, scores, strict=True)
-        ]
-        results.sort(key=lambda r: r["score"], reverse=True)
-        return results
-
     async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> dict:
         payload = inputs.require_object(payload)
         qids = self._qids(payload)
         threshold = inputs.number_field(payload, "threshold", 0.5, 0.0, 1.0)
         article = inputs.text_field(payload, "article", required=False)
-        results = await run_cpu(self._topics, qids, threshold)
+        results = await self.offload.run(topics, qids, threshold, cost=len(qids))
         prediction: dict[str, Any] = {"article": article, "results": results}
         if inputs.bool_field(payload, "debug"):
             prediction["qids"] = qids

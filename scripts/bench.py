@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Benchmark the local runtime against a bare FastAPI endpoint; prints a Markdown table.
+
+    .venv/bin/python scripts/bench.py [--duration 10] [--concurrency 8 32]
+
+Needs `wrk` (apt-get install wrk). Measures, in one run on this machine: requests/s and p50/p99
+latency for a bare FastAPI+uvicorn endpoint answering the same JSON, each predictor called
+directly, the outlink transformer->predictor chain (which also calls the MediaWiki replay server
+once per request), and the gateway path; `up` time to the first successful prediction; idle RSS
+of every process. All traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sandbox import catalog  # noqa: E402
+from sandbox.runtime import processes, state  # noqa: E402
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+{host}
+wrk.body = [==[{body}]==]
+"""
+
+
+def cli(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "sandbox", *args], check=True, capture_output=True)
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not answer")
+
+
+def _ms(value: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s|m)", value)
+    if not m:
+        return float("nan")
+    n, unit = float(m.group(1)), m.group(2)
+    return n * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def wrk(url: str, body: bytes, host: str | None, conns: int, duration: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        host_line = f'wrk.headers["Host"] = "{host}"' if host else ""
+        f.write(WRK_LUA.format(host=host_line, body=body.decode()))
+        script = f.name
+    try:
+        # Warm up (connections, caches), then measure.
+        subprocess.run(
+            ["wrk", "-t1", f"-c{conns}", "-d2s", "-s", script, url],
+            capture_output=True,
+            check=True,
+        )
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", script, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    return {"rps": rps, "p50": p50, "p99": p99, "errors": errors}
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("bench needs wrk: apt-get install wrk")
+
+    os.environ["SANDBOX_RUN_DIR"] = tempfile.mkdtemp(prefix="ml-sandbox-bench-")
+    services = catalog.load_all()
+    langid, outlink = services["langid"], services["outlink-topic-model"]
+    gw_port = processes.free_port()
+
+    # -- up time to the first prediction (models already built: `ml-sandbox models build`) ----
+    cli("models", "build")
+    up_times = {}
+    for svc in (langid, outlink):
+        started = time.monotonic()
+        cli("up", svc.name, "--mediawiki", "replay", "--port", str(gw_port))
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{gw_port}{svc.predict_path}",
+            data=svc.samples[0].body(),
+            headers={"Host": svc.host},
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200
+        up_times[svc.name] = time.monotonic() - started
+
+    st = state.read()
+    procs = {
+        "gateway": st["gateway"]["process"]["pid"],
+        "mediawiki replay": st["mediawiki"]["process"]["pid"],
+    }
+    for entry in st["isvcs"].values():
+        for comp, c in entry["components"].items():
+            procs[f"{entry['isvc']} {comp}"] = c["process"]["pid"]
+    time.sleep(2)
+    rss = {name: rss_mib(pid) for name, pid in procs.items()}
+
+    def port_of(isvc: str, comp: str) -> int:
+        return st["isvcs"][f"local/{isvc}"]["components"][comp]["port"]
+
+    # -- the bare FastAPI baseline, answering langid's JSON ------------------------------------
+    bare_port = processes.free_port()
+    langid_json = urllib.request.urlopen(
+        urllib.request.Request(
+            f"http://127.0.0.1:{port_of('langid', 'predictor')}{langid.predict_path}",
+            data=langid.samples[0].body(),
+        )
+    ).read()
+    bare = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "scripts/bench/bare_app.py"),
+            "--port",
+            str(bare_port),
+            "--body",
+            langid_json.decode(),
+        ],
+    )
+    wait_http(f"http://127.0.0.1:{bare_port}/v1/models/x")
+
+    toni = outlink.sample("toni-morrison").body()
+    qids = json.loads(
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"http://127.0.0.1:{gw_port}{outlink.predict_path}",
+                data=json.dumps(
+                    {"lang": "en", "page_title": "Toni Morrison", "debug": True}
+                ).encode(),
+                headers={"Host": outlink.host},
+            )
+        ).read()
+    )["prediction"]["qids"]
+    predictor_body = json.dumps({"qids": qids, "threshold": 0.3}).encode()
+
+    cases = [
+        (
+            "bare FastAPI (same JSON)",
+            f"http://127.0.0.1:{bare_port}/v1/models/langid:predict",
+            langid.samples[0].body(),
+            None,
+        ),
+        (
+            "langid predictor, direct",
+            f"http://127.0.0.1:{port_of('langid', 'predictor')}{langid.predict_path}",
+            langid.samples[0].body(),
+            None,
+        ),
+        (
+            "langid via gateway",
+            f"http://127.0.0.1:{gw_port}{langid.predict_path}",
+            langid.samples[0].body(),
+            langid.host,
+        ),
+        (
+            "outlink predictor, direct",
+            f"http://127.0.0.1:{port_of(outlink.name, 'predictor')}{outlink.predict_path}",
+            predictor_body,
+            None,
+        ),
+        (
+            "outlink transformer->predictor (+MediaWiki replay)",
+            f"http://127.0.0.1:{port_of(outlink.name, 'transformer')}{outlink.predict_path}",
+            toni,
+            None,
+        ),
+        (
+            "outlink via gateway",
+            f"http://127.0.0.1:{gw_port}{outlink.predict_path}",
+            toni,
+            outlink.host,
+        ),
+    ]
+    results: dict[tuple[str, int], dict] = {}
+    try:
+        for name, url, body, host in cases:
+            for c in args.concurrency:
+                print(f"• {name} at concurrency {c} …", file=sys.stderr, flush=True)
+                results[(name, c)] = wrk(url, body, host, c, args.duration)
+    finally:
+        bare.terminate()
+        bare.wait()
+        cli("down")
+
+    cpu = os.cpu_count()
+    print(f"\n### Throughput and latency ({cpu} cores, wrk -t1, {args.duration}s per row)\n")
+    print("| path | conc. | req/s | p50 ms | p99 ms | non-2xx | vs bare |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, _, _, _ in cases:
+        for c in args.concurrency:
+            r = results[(name, c)]
+            base = results[(cases[0][0], c)]["rps"]
+            print(
+                f"| {name} | {c} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} "
+                f"| {r['errors']} | {r['rps'] / base:.2f}x |"
+            )
+
+    print("\n### Targets\n")
+    print("| target | conc. | measured | goal | met |")
+    print("|---|---:|---:|---:|:---:|")
+    for c in args.concurrency:
+        bare_rps = results[(cases[0][0], c)]["rps"]
+        checks = [
+            ("langid predictor / bare FastAPI", results[(cases[1][0], c)]["rps"] / bare_rps, 0.7),
+            ("outlink predictor / bare FastAPI", results[(cases[3][0], c)]["rps"] / bare_rps, 0.7),
+            (
+                "transformer->predictor chain / bare FastAPI",
+                results[(cases[4][0], c)]["rps"] / bare_rps,
+                0.3,
+            ),
+            (
+                "gateway path / transformer direct",
+                results[(cases[5][0], c)]["rps"] / results[(cases[4][0], c)]["rps"],
+                0.75,
+            ),
+            (
+                "langid: gateway / predictor direct",
+                results[(cases[2][0], c)]["rps"] / results[(cases[1][0], c)]["rps"],
+                0.75,
+            ),
+        ]
+        for label, value, goal in checks:
+            print(
+                f"| {label} | {c} | {value:.2f}x | >= {goal}x "
+                f"| {'yes' if value >= goal else 'NO'} |"
+            )
+
+    print("\n### `up` to the first successful prediction (models cached)\n")
+    print("| isvc | seconds | goal |")
+    print("|---|---:|---:|")
+    for name, secs in up_times.items():
+        print(f"| {name} | {secs:.2f} | <= 5 |")
+
+    print("\n### Idle RSS per process\n")
+    print("| process | RSS MiB |")
+    print("|---|---:|")
+    for name, mib in rss.items():
+        print(f"| {name} | {mib:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
