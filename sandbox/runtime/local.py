@@ -92,7 +92,17 @@ class LocalTarget:
         if mw and processes.alive(mw["process"]):
             return mw["url"]
         port = processes.free_port()
-        cmd = [sys.executable, "-m", "sandbox.mediawiki", "--host", "127.0.0.1"]
+        # --max-limit 50: the fixture articles (100+ links) then need continuation, as big
+        # articles do on Wikipedia, so every run exercises it.
+        cmd = [
+            sys.executable,
+            "-m",
+            "sandbox.mediawiki",
+            "--host",
+            "127.0.0.1",
+            "--max-limit",
+            "50",
+        ]
         cmd += ["--port", str(port)]
         log = state.logs_dir() / "mediawiki.log"
         with step("starting the MediaWiki replay server"):

@@ -1,0 +1,237 @@
+"""The replay server's wikis, loaded from `fixtures/*.yaml` (several files may fill one wiki).
+
+A fixture file names a wiki and lists pages with their redirects and namespace-0 outlinks:
+
+    wiki: en.wikipedia.org
+    pages:
+      - pageid: 30027
+        title: Toni Morrison
+        wikibase_item: Q72334
+        redirects: [Chloe Wofford]
+        links:
+          - {title: Beloved (novel), wikibase_item: Q...}
+          - {title: A page without an item}
+          - {title: A red link, missing: true}
+
+Every link target that is not a fixture page still exists on the wiki (with no outlinks of its
+own) unless marked `missing`; it gets the `pageid` given on the link or a stable synthetic one.
+A redirect is a page of its own whose only link is its target, as on a real wiki.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
+
+_QID = re.compile(r"^Q[1-9][0-9]*$")
+_WIKI = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9.-]+$")
+# Synthetic page ids (link targets and redirects without their own id) live above real ones.
+_SYNTHETIC_BASE = 1_000_000_000
+
+
+class FixtureError(Exception):
+    """A fixture file is unreadable or inconsistent; the message names the file and the problem."""
+
+
+def normalize_title(raw: str) -> str:
+    """Title normalization as MediaWiki does it on Wikipedias: `_` -> space, spaces collapsed and
+    trimmed, first letter upper-cased."""
+    title = re.sub(r"[ _]+", " ", raw).strip()
+    return title[:1].upper() + title[1:]
+
+
+def db_key(title: str) -> str:
+    """The form MediaWiki stores and sorts titles in (and puts into continuation tokens)."""
+    return title.replace(" ", "_")
+
+
+def synthetic_pageid(wiki: str, title: str) -> int:
+    return _SYNTHETIC_BASE + zlib.crc32(f"{wiki}|{title}".encode()) % _SYNTHETIC_BASE
+
+
+def _check_qid(v: str | None) -> str | None:
+    if v is not None and not _QID.match(v):
+        raise ValueError(f"{v!r} is not a Wikidata item id like Q42")
+    return v
+
+
+Qid = Annotated[str | None, AfterValidator(_check_qid)]
+
+
+class LinkSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1)
+    wikibase_item: Qid = None
+    pageid: int | None = Field(default=None, gt=0)
+    missing: bool = False
+
+
+class PageSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pageid: int = Field(gt=0)
+    title: str = Field(min_length=1)
+    wikibase_item: Qid = None
+    redirects: list[str] = Field(default_factory=list)
+    links: list[LinkSpec] = Field(default_factory=list)
+
+
+class FixtureFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wiki: str
+    pages: list[PageSpec] = Field(default_factory=list)
+
+    @field_validator("wiki")
+    @classmethod
+    def _wiki(cls, v: str) -> str:
+        if not _WIKI.match(v):
+            raise ValueError(f"{v!r} is not a wiki host name like en.wikipedia.org")
+        return v
+
+
+@dataclass
+class Page:
+    """One existing page of a replayed wiki."""
+
+    pageid: int
+    title: str
+    wikibase_item: str | None = None
+    # Titles of the pages this page links to (namespace 0), sorted as MediaWiki sorts them.
+    links: list[str] = field(default_factory=list)
+    redirect_to: str | None = None  # set on redirect pages
+    source: str = ""  # fixture file that defined it (for error messages)
+
+
+@dataclass
+class Wiki:
+    """All pages of one wiki, by title and by page id. Titles in `missing` are red links."""
+
+    host: str
+    pages: dict[str, Page] = field(default_factory=dict)
+    by_id: dict[int, Page] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)
+
+    def page(self, title: str) -> Page | None:
+        return self.pages.get(title)
+
+    def resolve(self, page: Page) -> Page:
+        """Follow a redirect page to its target (one hop, like the API)."""
+        if page.redirect_to is not None:
+            return self.pages.get(page.redirect_to, page)
+        return page
+
+    def _add(self, page: Page) -> None:
+        other = self.by_id.get(page.pageid)
+        if other is not None and other.title != page.title:
+            raise FixtureError(
+                f"{page.source}: page id {page.pageid} of {page.title!r} on {self.host} is "
+                f"already used by {other.title!r} ({other.source})"
+            )
+        self.pages[page.title] = page
+        self.by_id[page.pageid] = page
+
+
+def _read(path: Path) -> FixtureFile:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise FixtureError(f"{path}: cannot read fixture: {e}") from e
+    if not isinstance(data, dict):
+        raise FixtureError(f"{path}: a fixture is a mapping with `wiki` and `pages`")
+    try:
+        return FixtureFile.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise FixtureError(f"{path}: invalid fixture: {problems}") from e
+
+
+def load_wikis(dirs: list[Path] | None = None) -> dict[str, Wiki]:
+    """Read every `*.yaml` in `dirs` (default: the packaged fixtures) into wikis by host name."""
+    files: list[Path] = []
+    for d in dirs or [DEFAULT_FIXTURES_DIR]:
+        if not d.is_dir():
+            raise FixtureError(f"{d}: fixtures directory does not exist")
+        files.extend(sorted(d.glob("*.yaml")))
+    parsed = [(path, _read(path)) for path in files]
+
+    wikis: dict[str, Wiki] = {}
+    # Pass 1: the pages the fixtures define, so link targets can refer to them in any order.
+    for path, fx in parsed:
+        wiki = wikis.setdefault(fx.wiki, Wiki(host=fx.wiki))
+        for spec in fx.pages:
+            title = normalize_title(spec.title)
+            if title in wiki.pages:
+                raise FixtureError(
+                    f"{path}: page {title!r} on {fx.wiki} is defined twice "
+                    f"(also in {wiki.pages[title].source})"
+                )
+            links = [normalize_title(link.title) for link in spec.links]
+            wiki._add(
+                Page(
+                    pageid=spec.pageid,
+                    title=title,
+                    wikibase_item=spec.wikibase_item,
+                    links=sorted(dict.fromkeys(links), key=db_key),
+                    source=str(path),
+                )
+            )
+    # Pass 2: redirects (pages of their own).
+    for path, fx in parsed:
+        wiki = wikis[fx.wiki]
+        for spec in fx.pages:
+            target = normalize_title(spec.title)
+            for raw in spec.redirects:
+                title = normalize_title(raw)
+                existing = wiki.pages.get(title)
+                if existing is not None and existing.redirect_to != target:
+                    raise FixtureError(
+                        f"{path}: redirect {title!r} -> {target!r} on {fx.wiki} clashes with "
+                        f"page {title!r} ({existing.source})"
+                    )
+                if existing is None:
+                    wiki._add(
+                        Page(
+                            pageid=synthetic_pageid(fx.wiki, title),
+                            title=title,
+                            links=[target],
+                            redirect_to=target,
+                            source=str(path),
+                        )
+                    )
+    # Pass 3: link targets that are neither fixture pages nor redirects.
+    for path, fx in parsed:
+        wiki = wikis[fx.wiki]
+        for spec in fx.pages:
+            for link in spec.links:
+                title = normalize_title(link.title)
+                if title in wiki.pages or title in wiki.missing:
+                    continue
+                if link.missing:
+                    wiki.missing.add(title)
+                    continue
+                wiki._add(
+                    Page(
+                        pageid=link.pageid or synthetic_pageid(fx.wiki, title),
+                        title=title,
+                        wikibase_item=link.wikibase_item,
+                        source=str(path),
+                    )
+                )
+    for wiki in wikis.values():
+        log.debug("replay wiki %s: %d pages", wiki.host, len(wiki.pages))
+    return wikis

@@ -1,0 +1,279 @@
+"""Model artifacts: build the sandbox models, fetch production's, and stage them for a predictor.
+
+Production's KServe storage-initializer copies an isvc's `STORAGE_URI` into `/mnt/models` before
+the predictor starts. The sandbox does the same with `stage()`, from one of three sources:
+
+- `sandbox` (default): the isvc's training script (`model.build` in service.yaml) builds a real,
+  small fastText model; its sha256 must equal `model.sha256`. Built models are cached under
+  `<cache>/models/<isvc>/<sha256>/<model.file>`, so a build happens once per model version.
+- `production`: Wikimedia's published model (`model.production_url`), downloaded once into
+  `<cache>/models/<isvc>/production/<model.file>`.
+- any storage URI (`s3://`, `gs://`, `https://`, `file://`, a plain path): KServe's own
+  `kserve_storage.Storage.download`, as the storage-initializer runs it.
+
+Every file lands atomically (written beside its destination, then renamed), so a failure never
+leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from sandbox.catalog import Service
+from sandbox.paths import cache_dir
+from sandbox.runtime.base import RuntimeError_
+
+SOURCES = ("sandbox", "production")
+BUILD_TIMEOUT_S = 600
+DOWNLOAD_TIMEOUT_S = 30
+_CHUNK = 1 << 20
+
+
+class ModelError(RuntimeError_):
+    """A model could not be built, fetched or staged; the message says why and what to do."""
+
+
+def _log(message: str) -> None:
+    print(f"models: {message}", file=sys.stderr, flush=True)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _isvc_cache(service: Service) -> Path:
+    return cache_dir() / "models" / service.name
+
+
+def model_cache_path(service: Service) -> Path:
+    """Where the sandbox-built model of this isvc lives (whether or not it is built yet)."""
+    return _isvc_cache(service) / service.model.sha256 / service.model.file
+
+
+def production_cache_path(service: Service) -> Path:
+    """Where `fetch()` keeps production's model of this isvc."""
+    return _isvc_cache(service) / "production" / service.model.file
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def build(service: Service, force: bool = False) -> Path:
+    """Build the isvc's sandbox model (or reuse the cached one) and return its path.
+
+    The training script runs with this Python into a temporary file; the result must hash to
+    `model.sha256` of service.yaml before it is moved into the cache.
+    """
+    target = model_cache_path(service)
+    expected = service.model.sha256
+    if target.is_file() and not force:
+        if sha256_of(target) == expected:
+            return target
+        _log(f"{service.name}: cached {target} does not match its sha256; rebuilding")
+
+    script = service.dir / service.model.build
+    if not script.is_file():
+        raise ModelError(f"{service.name}: training script {script} does not exist")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    try:
+        output = work / service.model.file
+        _log(
+            f"{service.name}: building {service.model.file} with {script.relative_to(service.dir)}"
+        )
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                [sys.executable, str(script), str(output)],
+                cwd=script.parent,
+                env={**os.environ, "PYTHONHASHSEED": "0"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=BUILD_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise ModelError(
+                f"{service.name}: {script} did not finish within {BUILD_TIMEOUT_S} s"
+            ) from None
+        if proc.stdout.strip():
+            print(proc.stdout.rstrip(), file=sys.stderr)
+        if proc.returncode != 0:
+            raise ModelError(
+                f"{service.name}: {script} failed with exit code {proc.returncode}:\n"
+                f"{_tail(proc.stdout)}"
+            )
+        if not output.is_file():
+            raise ModelError(f"{service.name}: {script} exited 0 but wrote no {output.name}")
+        got = sha256_of(output)
+        if got != expected:
+            raise ModelError(
+                f"{service.name}: the model built by {script.relative_to(service.dir.parent)} "
+                f"has sha256 {got}, but service.yaml model.sha256 is {expected}. "
+                "If you changed the training script or its data on purpose, put the new hash "
+                f"into {service.dir / 'service.yaml'}; otherwise the build is not deterministic."
+            )
+        os.replace(output, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    size_kb = target.stat().st_size // 1024
+    _log(f"{service.name}: built {target} ({size_kb} KiB, {time.monotonic() - started:.1f} s)")
+    return target
+
+
+def ensure(service: Service) -> Path:
+    """The isvc's sandbox model, built if it is not cached yet (what the runtimes upload)."""
+    return build(service)
+
+
+def _download(url: str, dest: Path) -> str:
+    """Stream `url` into `dest` (which must not be the final path); return its sha256."""
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        total = int(response.headers.get("Content-Length") or 0)
+        done, last_report = 0, 0.0
+        with dest.open("wb") as out:
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                now = time.monotonic()
+                if now - last_report >= 2 or (total and done == total):
+                    last_report = now
+                    share = f" ({100 * done // total}%)" if total else ""
+                    _log(f"  {done // _CHUNK} MiB{share}")
+    if total and done != total:
+        raise ModelError(f"download of {url} stopped after {done} of {total} bytes")
+    return digest.hexdigest()
+
+
+def fetch(service: Service, force: bool = False) -> Path:
+    """Download production's model of the isvc (`model.production_url`) into the cache."""
+    url = service.model.production_url
+    if not url:
+        raise ModelError(
+            f"{service.name}: service.yaml has no model.production_url; only the sandbox model "
+            "exists (ml-sandbox models build)"
+        )
+    target = production_cache_path(service)
+    expected = service.model.production_sha256
+    if target.is_file() and not force:
+        if expected is None or sha256_of(target) == expected:
+            return target
+        _log(f"{service.name}: cached {target} does not match production_sha256; downloading")
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _log(f"{service.name}: downloading {url}")
+        try:
+            got = _download(url, tmp)
+        except urllib.error.HTTPError as e:
+            raise ModelError(f"{service.name}: {url} answered HTTP {e.code} {e.reason}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise ModelError(
+                f"{service.name}: cannot download {url}: {reason}. Production models need network "
+                "access; offline, use the sandbox model (ml-sandbox models build)."
+            ) from None
+        if expected and got != expected:
+            raise ModelError(
+                f"{service.name}: downloaded {url} has sha256 {got}, "
+                f"but service.yaml model.production_sha256 is {expected}"
+            )
+        if not expected:
+            _log(f"{service.name}: sha256 {got} (service.yaml has no production_sha256 to check)")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _log(f"{service.name}: fetched {target}")
+    return target
+
+
+def _place(src: Path, dest: Path) -> None:
+    """Atomically make `dest` a copy of `src` (a hard link when they share a file system)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _find(directory: Path, name: str) -> Path | None:
+    direct = directory / name
+    if direct.exists():
+        return direct
+    return next(iter(sorted(directory.rglob(name))), None)
+
+
+def _stage_from_uri(service: Service, uri: str, dest: Path) -> Path:
+    from kserve_storage import Storage
+
+    if "://" not in uri and Path(uri).exists():
+        uri = str(Path(uri).resolve())  # kserve-storage links local files by the path it is given
+    work = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))
+    try:
+        _log(f"{service.name}: downloading {uri} with kserve-storage")
+        try:
+            out_dir = Path(Storage.download(uri, str(work)))
+        except Exception as e:  # kserve-storage raises bare Exception/RuntimeError subclasses
+            raise ModelError(
+                f"{service.name}: kserve-storage could not download {uri}: {e}"
+            ) from None
+        found = _find(out_dir, service.model.file)
+        if found is None:
+            present = sorted(p.name for p in out_dir.rglob("*") if p.is_file()) or ["nothing"]
+            raise ModelError(
+                f"{service.name}: {uri} holds no {service.model.file} "
+                f"(found: {', '.join(present)}); give the folder that contains it, "
+                "as a STORAGE_URI does"
+            )
+        # kserve-storage links local files; the staged model must be a real file (containers).
+        _place(found.resolve(), dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dest
+
+
+def stage(service: Service, models_dir: Path, source: str = "sandbox") -> Path:
+    """Fill `models_dir` (what KServe mounts at /mnt/models) with the isvc's model file.
+
+    `source` is `sandbox`, `production` or a storage URI. Returns the staged file.
+    """
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    dest = models_dir / service.model.file
+    if source in SOURCES:
+        src = build(service) if source == "sandbox" else fetch(service)
+        if dest.is_file() and sha256_of(dest) == sha256_of(src):
+            return dest
+        _place(src, dest)
+    else:
+        _stage_from_uri(service, source, dest)
+    _log(f"{service.name}: staged {dest} ({source})")
+    return dest
