@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 
@@ -59,11 +60,25 @@ def test_mediawiki_faults_are_502_504_and_service_recovers(sandbox, services, fa
     assert ok.json()["prediction"]["results"]
 
 
+def test_outlinks_follow_continuation(sandbox, services):
+    """Toni Morrison's outlinks span several API pages: the transformer follows `continue`."""
+    if sandbox.mediawiki_url is None:
+        pytest.skip(f"the replay server is not reachable from the tests on {sandbox.target}")
+    resp = sandbox.post(services["outlink-topic-model"], TONI)
+    assert resp.status == 200
+    with urllib.request.urlopen(f"{sandbox.mediawiki_url}/__replay__/requests") as r:
+        log = json.loads(r.read())["requests"]
+    assert any("gplcontinue" in json.dumps(entry) for entry in log), log[-3:]
+
+
 def test_predictions_differ_by_article(sandbox, services):
     """The model really reads the outlinks: a different article gets different topics."""
     svc = services["outlink-topic-model"]
     first = sandbox.post(svc, TONI).json()["prediction"]["results"][0]["topic"]
     assert first == "Culture.Biography.Biography*"
+    salt = json.dumps({"lang": "en", "page_title": "Sodium chloride"}).encode()
+    topics = [r["topic"] for r in sandbox.post(svc, salt).json()["prediction"]["results"]]
+    assert topics and topics[0].startswith("STEM.") and "Culture.Biography.Biography*" not in topics
     redirect = json.dumps({"lang": "en", "page_title": "Chloe Wofford"}).encode()
     resp = sandbox.post(svc, redirect)
     assert resp.status == 200, resp.body
