@@ -1,0 +1,248 @@
+"""Kubernetes manifests rendered from the catalog: one InferenceService per isvc, and the replay.
+
+The InferenceService has the shape Wikimedia's `kserve-inference` chart renders for Lift Wing:
+custom containers named `kserve-predictor-<isvc>` / `kserve-transformer-<isvc>`, `STORAGE_URI`
+on the predictor (KServe then injects its storage-initializer), `serviceAccountName: kserve`,
+`dnsConfig` ndots 2 and a RuntimeDefault seccomp profile on both pods, Istio sidecar injection and
+the Knative autoscaling annotations. Every other value comes from `services/<isvc>/service.yaml`.
+
+The committed files under `manifests/` carry the stable image tag `:sandbox` so that they only
+change when a service.yaml (or this renderer) changes; `deploy.sh --target minikube` renders the
+same document with each image's content-hash tag (`sandbox.images.image_tag`), so an unchanged
+service re-applies as a no-op and a changed one rolls a new Knative revision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandbox import images
+from sandbox.catalog import Component, Service
+from sandbox.paths import REPO_ROOT
+
+MANIFESTS_DIR = REPO_ROOT / "manifests"
+ISVC_DIR = MANIFESTS_DIR / "isvcs"
+REPLAY_MANIFEST = MANIFESTS_DIR / "mediawiki-replay.yaml"
+
+# Knative skips tag resolution for this registry (the playbook's registries-skipping-tag-resolving),
+# so images built into the minikube node deploy without a registry.
+IMAGE_REGISTRY = "dev.local"
+# The tag in the committed manifests; deploy replaces it with the image's content hash.
+STABLE_TAG = "sandbox"
+# KServe's custom containers listen here, and KServe passes it to the transformer as --http_port.
+HTTP_PORT = 8080
+SERVICE_ACCOUNT = "kserve"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "ml-sandbox"}
+
+# The in-cluster MediaWiki replay server (`python -m sandbox.mediawiki`): its own namespace, out
+# of the mesh. A Kubernetes Service is in Istio's registry already, so REGISTRY_ONLY egress lets
+# sidecars reach it without a ServiceEntry.
+REPLAY_NAME = "mediawiki-replay"
+REPLAY_NAMESPACE = "mediawiki-replay"
+REPLAY_PORT = 8080
+REPLAY_URL = f"http://{REPLAY_NAME}.{REPLAY_NAMESPACE}.svc.cluster.local:{REPLAY_PORT}"
+# The replay's own image: images/Dockerfile's `mediawiki-replay` stage (sandbox.mediawiki + venv).
+REPLAY_IMAGE = f"{IMAGE_REGISTRY}/{images.REPLAY_IMAGE}"
+
+HEADER = (
+    "# Generated from {source} by `ml-sandbox manifests render`; do not edit.\n"
+    f"# deploy.sh --target minikube applies it with content-hash image tags for :{STABLE_TAG}.\n"
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Plain YAML: no anchors or aliases for dicts that happen to be shared."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def image_repository(service: Service, component: str) -> str:
+    """`dev.local/<image>` (sandbox.images names the image): the image without its tag."""
+    return f"{IMAGE_REGISTRY}/{images.image_name(service, component)}"
+
+
+def container_name(service: Service, component: str) -> str:
+    """The chart's container name; KServe's defaulting webhook renames it `kserve-container`."""
+    return f"kserve-{component}-{service.name}"
+
+
+def _resources(component: Component) -> dict[str, Any]:
+    return component.resources.model_dump()
+
+
+def _container_security_context() -> dict[str, Any]:
+    # uid 65534 as in production; numeric so that the kubelet can check runAsNonRoot.
+    return {
+        "allowPrivilegeEscalation": False,
+        "runAsNonRoot": True,
+        "runAsUser": 65534,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _pod_config(service: Service) -> dict[str, Any]:
+    """What the chart's `inference.<component>.config` adds to each component's pod spec."""
+    return {
+        "minReplicas": service.autoscaling.min_replicas,
+        "maxReplicas": service.autoscaling.max_replicas,
+        "serviceAccountName": SERVICE_ACCOUNT,
+        "dnsConfig": {"options": [{"name": "ndots", "value": "2"}]},
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+    }
+
+
+def _env(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"name": k, "value": v} for k, v in pairs]
+
+
+def component_args(service: Service, component: str) -> list[str]:
+    """The container args. KServe appends `--model_name`, `--predictor_host` and `--http_port` to a
+    custom transformer's args itself, so the transformer gets only service.yaml's extra args; it
+    passes nothing to a custom predictor, so the predictor gets the same flags explicitly."""
+    extra = list(dict(service.component_items())[component].args)
+    if component == "predictor":
+        return ["--model_name", service.name, "--http_port", str(HTTP_PORT), *extra]
+    return extra
+
+
+def component_env(
+    service: Service, component: str, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """service.yaml's env for a component; `overrides` replace only variables it declares."""
+    env = dict(dict(service.component_items())[component].env)
+    for key, value in (overrides or {}).items():
+        if key in env:
+            env[key] = value
+    return env
+
+
+def render_isvc(
+    service: Service,
+    image_refs: Mapping[str, str] | None = None,
+    env_overrides: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The InferenceService for `service`.
+
+    `image_refs` maps a component to its full image reference (default: `:sandbox` tags);
+    `env_overrides` replace env values a component declares (e.g. WIKI_URL for the replay);
+    `extra_env` is set on every component, after service.yaml's (e.g. MAX_BODY_BYTES).
+    """
+    spec: dict[str, Any] = {}
+    for name, component in service.component_items():
+        image = (image_refs or {}).get(name) or f"{image_repository(service, name)}:{STABLE_TAG}"
+        env = {**component_env(service, name, env_overrides), **(extra_env or {})}
+        env_list = _env(env.items())
+        if name == "predictor":
+            # First, as the chart's base_env has it; its presence makes KServe add the
+            # storage-initializer that downloads the model into /mnt/models.
+            env_list = [{"name": "STORAGE_URI", "value": service.model.storage_uri}, *env_list]
+        container: dict[str, Any] = {
+            "name": container_name(service, name),
+            "image": image,
+            "imagePullPolicy": "IfNotPresent",
+        }
+        args = component_args(service, name)
+        if args:
+            container["args"] = args
+        container["env"] = env_list
+        container["resources"] = _resources(component)
+        container["securityContext"] = _container_security_context()
+        spec[name] = {**_pod_config(service), "containers": [container]}
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": service.name,
+            "namespace": service.namespace,
+            "annotations": {
+                "sidecar.istio.io/inject": "true",
+                "autoscaling.knative.dev/metric": service.autoscaling.metric,
+                "autoscaling.knative.dev/target": str(service.autoscaling.target),
+            },
+            "labels": dict(MANAGED_BY),
+        },
+        "spec": spec,
+    }
+
+
+def render_replay(image: str | None = None) -> list[dict[str, Any]]:
+    """Namespace, Deployment and Service of the in-cluster MediaWiki replay server."""
+    labels = {"app": REPLAY_NAME, **MANAGED_BY}
+    image = image or f"{REPLAY_IMAGE}:{STABLE_TAG}"
+    container = {
+        "name": REPLAY_NAME,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python3", "-m", "sandbox.mediawiki"],
+        "args": ["--host", "0.0.0.0", "--port", str(REPLAY_PORT)],
+        "ports": [{"name": "http", "containerPort": REPLAY_PORT}],
+        "readinessProbe": {"tcpSocket": {"port": REPLAY_PORT}, "periodSeconds": 2},
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "500m", "memory": "256Mi"},
+        },
+        "securityContext": _container_security_context(),
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": REPLAY_NAMESPACE, "labels": dict(MANAGED_BY)},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": REPLAY_NAME, "namespace": REPLAY_NAMESPACE, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": REPLAY_NAME}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [container],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": REPLAY_NAME, "namespace": REPLAY_NAMESPACE, "labels": labels},
+            "spec": {
+                "selector": {"app": REPLAY_NAME},
+                "ports": [{"name": "http", "port": REPLAY_PORT, "targetPort": "http"}],
+            },
+        },
+    ]
+
+
+def dump(docs: list[dict[str, Any]], source: str) -> str:
+    """YAML text of `docs`, with the generated-file header."""
+    body = "---\n".join(yaml.dump(d, Dumper=_Dumper, sort_keys=False, width=100) for d in docs)
+    return HEADER.format(source=source) + body
+
+
+def isvc_path(service: Service) -> Path:
+    return ISVC_DIR / f"{service.name}.yaml"
+
+
+def rendered_files(services: Iterable[Service]) -> dict[Path, str]:
+    """Every committed manifest and the text a fresh render gives it."""
+    files = {
+        isvc_path(s): dump([render_isvc(s)], f"services/{s.name}/service.yaml") for s in services
+    }
+    files[REPLAY_MANIFEST] = dump(render_replay(), "sandbox/manifests.py")
+    return files
+
+
+def load_documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]

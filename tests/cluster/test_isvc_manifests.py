@@ -1,0 +1,176 @@
+"""The committed manifests under manifests/: in sync with service.yaml, every field traced to it,
+and valid against the Kubernetes 1.31 schemas and the pinned KServe CRD."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from sandbox import catalog, cli, images, schemas
+from sandbox import manifests as m
+from sandbox.commands import manifests as cmd
+
+pytestmark = pytest.mark.cluster
+
+SERVICES = catalog.load_all()
+
+
+def _committed(svc: catalog.Service) -> dict:
+    docs = m.load_documents(m.isvc_path(svc))
+    assert len(docs) == 1
+    return docs[0]
+
+
+def _validate(docs: list[dict]) -> list[str]:
+    try:
+        return schemas.validate_documents(docs, k8s_version="1.31")
+    except schemas.SchemaError as e:
+        pytest.skip(f"pinned CRDs unavailable: {e}")
+
+
+def test_committed_manifests_match_a_fresh_render() -> None:
+    stale = [str(p.relative_to(m.REPO_ROOT)) for p in cmd.stale_files()]
+    assert stale == [], f"out of sync with service.yaml: {stale}; run `ml-sandbox manifests render`"
+
+
+def test_every_isvc_has_a_manifest_and_no_orphans() -> None:
+    committed = {p.stem for p in m.ISVC_DIR.glob("*.yaml")}
+    assert committed == set(SERVICES)
+
+
+@pytest.mark.parametrize("path", sorted(m.MANIFESTS_DIR.rglob("*.yaml")), ids=lambda p: p.name)
+def test_committed_manifest_is_valid(path: Path) -> None:
+    docs = m.load_documents(path)
+    assert docs
+    assert _validate(docs) == []
+
+
+def test_validation_rejects_what_kserve_would_reject() -> None:
+    svc = next(iter(SERVICES.values()))
+    good = _committed(svc)
+    unknown_field = copy.deepcopy(good)
+    unknown_field["spec"]["predictor"]["containers"][0]["imagePullPolicyy"] = "Never"
+    bad_replicas = copy.deepcopy(good)
+    bad_replicas["spec"]["predictor"]["minReplicas"] = "one"
+    assert _validate([unknown_field]) != []
+    assert _validate([bad_replicas]) != []
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_isvc_fields_trace_to_service_yaml(name: str) -> None:
+    svc = SERVICES[name]
+    doc = _committed(svc)
+    meta = doc["metadata"]
+    assert (doc["apiVersion"], doc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    assert (meta["name"], meta["namespace"]) == (svc.name, svc.namespace)
+    assert meta["annotations"] == {
+        "sidecar.istio.io/inject": "true",
+        "autoscaling.knative.dev/metric": svc.autoscaling.metric,
+        "autoscaling.knative.dev/target": str(svc.autoscaling.target),
+    }
+    assert set(doc["spec"]) == {c for c, _ in svc.component_items()}
+    for component, spec in svc.component_items():
+        pod = doc["spec"][component]
+        assert pod["minReplicas"] == svc.autoscaling.min_replicas
+        assert pod["maxReplicas"] == svc.autoscaling.max_replicas
+        assert pod["serviceAccountName"] == "kserve"
+        assert pod["dnsConfig"] == {"options": [{"name": "ndots", "value": "2"}]}
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = pod["containers"]
+        assert container["name"] == f"kserve-{component}-{svc.name}"
+        assert container["image"] == f"dev.local/{images.image_name(svc, component)}:sandbox"
+        assert container["resources"] == spec.resources.model_dump()
+        sc = container["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        env = [(e["name"], e["value"]) for e in container["env"]]
+        if component == "predictor":
+            # STORAGE_URI makes KServe inject the storage-initializer, which fetches the model.
+            assert env[0] == ("STORAGE_URI", svc.model.storage_uri)
+            env = env[1:]
+            assert container["args"][:4] == ["--model_name", svc.name, "--http_port", "8080"]
+            assert container["args"][4:] == spec.args
+        else:
+            # KServe appends --model_name, --predictor_host and --http_port to a transformer.
+            assert container.get("args", []) == spec.args
+            assert "STORAGE_URI" not in dict(env)
+        assert env == list(spec.env.items())
+
+
+def test_a_changed_service_renders_a_different_manifest() -> None:
+    """The sync test can fail: a service.yaml edit changes what a fresh render gives."""
+    svc = next(iter(SERVICES.values()))
+    autoscaling = svc.autoscaling.model_copy(update={"target": svc.autoscaling.target + 1})
+    changed = svc.model_copy(update={"autoscaling": autoscaling})
+    assert m.render_isvc(changed) != _committed(svc)
+
+
+def test_mediawiki_override_only_touches_components_that_declare_wiki_url() -> None:
+    for svc in SERVICES.values():
+        doc = m.render_isvc(
+            svc, env_overrides={"WIKI_URL": m.REPLAY_URL}, extra_env={"X_EXTRA": "1"}
+        )
+        for component, spec in svc.component_items():
+            env = {e["name"]: e["value"] for e in doc["spec"][component]["containers"][0]["env"]}
+            assert env["X_EXTRA"] == "1"
+            if "WIKI_URL" in spec.env:
+                assert env["WIKI_URL"] == m.REPLAY_URL
+            else:
+                assert "WIKI_URL" not in env
+
+
+def test_replay_manifest_serves_the_replay_server_in_cluster() -> None:
+    docs = m.load_documents(m.REPLAY_MANIFEST)
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"Namespace", "Deployment", "Service"}
+    container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python3", "-m", "sandbox.mediawiki"]
+    port = container["ports"][0]["containerPort"]
+    assert kinds["Service"]["spec"]["ports"][0]["port"] == port
+    host = f"{kinds['Service']['metadata']['name']}.{kinds['Service']['metadata']['namespace']}"
+    assert f"http://{host}.svc.cluster.local:{port}" == m.REPLAY_URL
+
+
+def _point_at(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(m, "MANIFESTS_DIR", tmp_path)
+    monkeypatch.setattr(m, "ISVC_DIR", tmp_path / "isvcs")
+    monkeypatch.setattr(m, "REPLAY_MANIFEST", tmp_path / "mediawiki-replay.yaml")
+
+
+def test_render_check_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    _point_at(tmp_path, monkeypatch)
+    assert cli.main(["manifests", "render", "--check"]) == 1  # nothing rendered yet
+    assert cli.main(["manifests", "render"]) == 0
+    assert cli.main(["manifests", "render", "--check"]) == 0
+    first = sorted(tmp_path.rglob("*.yaml"))
+    assert len(first) == len(SERVICES) + 1
+    target = tmp_path / "isvcs" / f"{next(iter(SERVICES))}.yaml"
+    target.write_text(target.read_text().replace("ndots", "ndotz"))
+    orphan = tmp_path / "isvcs" / "gone-isvc.yaml"
+    orphan.write_text("{}\n")
+    capsys.readouterr()
+    assert cli.main(["manifests", "render", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert target.name in err and orphan.name in err
+    assert cli.main(["manifests", "render"]) == 0
+    assert not orphan.exists()
+    assert cli.main(["manifests", "render", "--check"]) == 0
+
+
+def test_validate_cli(tmp_path: Path, capsys) -> None:
+    good = m.isvc_path(next(iter(SERVICES.values())))
+    try:
+        schemas.validate_documents(m.load_documents(good))
+    except schemas.SchemaError as e:
+        pytest.skip(f"pinned CRDs unavailable: {e}")
+    assert cli.main(["manifests", "validate", str(good)]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("serviceAccountName", "serviceAccount_Name"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: [unclosed\n")
+    assert cli.main(["manifests", "validate", str(bad), str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert "serviceAccount_Name" in err and "not valid YAML" in err
