@@ -50,7 +50,13 @@ def _add_up_args(p: argparse.ArgumentParser, default_target: str) -> None:
         help="where isvcs that call MediaWiki send requests: the real wikis (live, default), the "
         "offline replay server started for you (replay), or a MediaWiki base URL",
     )
-    p.add_argument("--timeout", type=float, default=60.0, help="readiness deadline, seconds")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="readiness deadline, seconds (default 60; 900 on minikube, where a first deploy "
+        "pulls the stack's sidecar images)",
+    )
     p.add_argument(
         "--max-body-bytes", type=int, default=None, help="request body limit (default 1 MiB)"
     )
@@ -91,6 +97,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="what runs where: components, addresses, states")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--target",
+        choices=targets.TARGETS,
+        default=None,
+        help="ask one target (minikube is asked only when named); default: local and docker",
+    )
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser(
@@ -100,6 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--component", choices=["predictor", "transformer"], default=None)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("-n", "--lines", type=int, default=100, help="lines of history (default 100)")
+    p.add_argument("--target", choices=targets.TARGETS, default=None, help="default: where it runs")
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser(
@@ -127,7 +140,7 @@ def _services(args: argparse.Namespace) -> list[Service]:
     return [services[n] for n in args.isvcs]
 
 
-def _options(args: argparse.Namespace) -> UpOptions:
+def _options(args: argparse.Namespace, target: str) -> UpOptions:
     if not 0 < args.port < 65536:
         raise RuntimeError_(f"--port must be a TCP port, got {args.port}")
     env = {}
@@ -143,13 +156,18 @@ def _options(args: argparse.Namespace) -> UpOptions:
     mw = args.mediawiki
     if mw not in ("live", "replay") and not mw.startswith(("http://", "https://")):
         raise RuntimeError_(f"--mediawiki must be live, replay or an http(s) URL, got {mw!r}")
-    return UpOptions(gateway_port=args.port, mediawiki=mw, timeout_s=args.timeout, env=env)
+    timeout = (
+        args.timeout if args.timeout is not None else (900.0 if target == "minikube" else 60.0)
+    )
+    if timeout <= 0:
+        raise RuntimeError_("--timeout must be positive")
+    return UpOptions(gateway_port=args.port, mediawiki=mw, timeout_s=timeout, env=env)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     services = _services(args)
-    target = targets.get(targets.resolve(args.target))
-    target.up(services, _options(args))
+    name = targets.resolve(args.target)
+    targets.get(name).up(services, _options(args, name))
     _print_next_steps(services)
     return 0
 
@@ -173,7 +191,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.delete:
         target.down([s.name for s in services])
         return 0
-    target.up(services, _options(args))
+    target.up(services, _options(args, name))
     if name == "minikube":
         return 0  # the minikube target smoke-tests through the Istio ingress itself
     failed = 0
@@ -210,10 +228,12 @@ def _active_targets() -> list[str]:
     return [t for t in targets.TARGETS if t in active]
 
 
-def _all_status() -> list[ComponentStatus]:
+def _all_status(only: str | None = None) -> list[ComponentStatus]:
     st = state.read()
     rows: list[ComponentStatus] = []
-    for name in _active_targets():
+    if only == "minikube":
+        return targets.get("minikube").status()
+    for name in [only] if only else _active_targets():
         rows += targets.get(name).status()
     for key in ("gateway", "mediawiki"):
         entry = st.get(key)
@@ -235,7 +255,7 @@ def _all_status() -> list[ComponentStatus]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    rows = _all_status()
+    rows = _all_status(args.target)
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0
@@ -269,9 +289,11 @@ def _log_files(args: argparse.Namespace) -> list[Path]:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     st = state.read()
-    key_docker = f"docker/{args.name}"
-    if key_docker in st["isvcs"]:
-        return targets.get("docker").logs(args.name, args.component, args.follow)
+    if args.target in ("docker", "minikube") or (
+        args.target is None and f"docker/{args.name}" in st["isvcs"]
+    ):
+        catalog.get(args.name)
+        return targets.get(args.target or "docker").logs(args.name, args.component, args.follow)
     files = _log_files(args)
     if not files:
         print(f"no logs for {args.name} (has it been started?)", file=sys.stderr)
