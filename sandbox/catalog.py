@@ -221,12 +221,18 @@ def load_all(services_dir: Path = SERVICES_DIR) -> dict[str, Service]:
     return services
 
 
-def get(name: str, services_dir: Path = SERVICES_DIR) -> Service:
+def select(names: list[str], services_dir: Path = SERVICES_DIR) -> list[Service]:
+    """The named isvcs, in order; a CatalogError naming every unknown one and the known ones."""
     services = load_all(services_dir)
-    if name not in services:
+    unknown = [n for n in names if n not in services]
+    if unknown:
         known = ", ".join(services) or "(none)"
-        raise CatalogError(f"unknown isvc {name!r}; known: {known}")
-    return services[name]
+        raise CatalogError(f"unknown isvc {', '.join(map(repr, unknown))}; known: {known}")
+    return [services[n] for n in names]
+
+
+def get(name: str, services_dir: Path = SERVICES_DIR) -> Service:
+    return select([name], services_dir)[0]
 
 
 def resolve_path(doc: Any, dotted: str) -> Any:

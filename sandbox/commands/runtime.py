@@ -129,15 +129,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _services(args: argparse.Namespace) -> list[Service]:
-    services = catalog.load_all()
     if args.all:
-        return list(services.values())
+        return list(catalog.load_all().values())
     if not args.isvcs:
-        raise CatalogError(f"name at least one isvc, or --all; known: {', '.join(services)}")
-    unknown = [n for n in args.isvcs if n not in services]
-    if unknown:
-        raise CatalogError(f"unknown isvc {', '.join(unknown)}; known: {', '.join(services)}")
-    return [services[n] for n in args.isvcs]
+        known = ", ".join(catalog.load_all())
+        raise CatalogError(f"name at least one isvc, or --all; known: {known}")
+    return catalog.select(args.isvcs)
 
 
 def _options(args: argparse.Namespace, target: str) -> UpOptions:
@@ -208,10 +205,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     names = args.isvcs or None
     if names:
-        known = catalog.load_all()
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise CatalogError(f"unknown isvc {', '.join(unknown)}; known: {', '.join(known)}")
+        catalog.select(names)
     chosen = [args.target] if args.target else _active_targets()
     if not chosen:
         print("nothing is running", file=sys.stderr)
@@ -276,9 +270,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _log_files(args: argparse.Namespace) -> list[Path]:
     if args.name in ("gateway", "mediawiki"):
         return [state.logs_dir() / f"{args.name}.log"]
-    known = catalog.load_all()
-    if args.name not in known:
-        raise CatalogError(f"unknown isvc {args.name!r}; known: {', '.join(known)}")
+    catalog.get(args.name)
     files = []
     for name in _active_targets() or ["local"]:
         target = targets.get(name)
