@@ -41,8 +41,10 @@ def gateway(tmp_path: Path):
     write_routes(routes, {"dead.llm.wikimedia.org": f"http://127.0.0.1:{dead}"})
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.runtime.gateway", "--routes", str(routes)]
-        + ["--port", str(port), "--max-body-bytes", "1000", "--timeout", "5"],
+        [
+            *(sys.executable, "-m", "sandbox.runtime.gateway", "--routes", str(routes)),
+            *("--port", str(port), "--max-body-bytes", "1000", "--timeout", "5"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -95,7 +97,7 @@ def test_sighup_reloads_routes(gateway):
 
 
 def test_binds_loopback_only(gateway):
-    port, _, proc = gateway
+    port, _, _ = gateway
     out = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
     lines = [line for line in out.splitlines() if f":{port} " in line]
     assert lines and all("127.0.0.1:" in line for line in lines)
