@@ -6,14 +6,14 @@
 # Usage: scripts/build-base-image.sh [--force] [--image NAME:TAG]
 # Env:   DEBIAN_MIRROR   apt mirror (default: the Debian mirror this machine's apt uses,
 #                        else http://deb.debian.org/debian)
-#        BASE_IMAGE      image name (default ml-sandbox/bookworm:latest)
+#        SANDBOX_BASE_IMAGE  image name (default ml-sandbox/bookworm:latest)
 #        DOCKER          docker CLI (default: docker)
 # Needs root (debootstrap) and a Docker daemon. Idempotent: skips when the image exists.
 set -euo pipefail
 
 SUITE=bookworm
 PACKAGES=python3,python3-venv,ca-certificates
-IMAGE="${BASE_IMAGE:-ml-sandbox/bookworm:latest}"
+IMAGE="${SANDBOX_BASE_IMAGE:-ml-sandbox/bookworm:latest}"
 DOCKER="${DOCKER:-docker}"
 FORCE=0
 

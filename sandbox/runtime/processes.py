@@ -65,6 +65,7 @@ def stop(rec: ProcessRecord | dict, grace_s: float = 10.0) -> None:
     """SIGTERM the process group, then SIGKILL after `grace_s`; no-op if already gone."""
     r = rec if isinstance(rec, ProcessRecord) else ProcessRecord(**rec)
     if not alive(r):
+        _sweep_group(r.pid)
         return
     try:
         os.killpg(r.pid, signal.SIGTERM)
@@ -74,6 +75,7 @@ def stop(rec: ProcessRecord | dict, grace_s: float = 10.0) -> None:
     while time.monotonic() < deadline:
         _reap(r.pid)
         if not alive(r):
+            _sweep_group(r.pid)
             return
         time.sleep(0.05)
     try:
@@ -83,6 +85,14 @@ def stop(rec: ProcessRecord | dict, grace_s: float = 10.0) -> None:
     while alive(r):
         _reap(r.pid)
         time.sleep(0.05)
+    _sweep_group(r.pid)
+
+
+def _sweep_group(pgid: int) -> None:
+    """Kill what is left of a process group whose leader is gone (e.g. a crashed server's
+    workers). Safe: Linux does not reuse a pid while a process group of that id exists."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _reap(pid: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -27,6 +28,16 @@ def _noop() -> None:
     return None
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: the kernel SIGKILLs the worker when the model server dies (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Offload:
     def __init__(self, workers: int = 1):
         self.workers = workers
@@ -35,7 +46,9 @@ class Offload:
     def start(self) -> None:
         """Fork the workers now: after the model is loaded, before the server starts threads."""
         ctx = multiprocessing.get_context("fork")
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=ctx, initializer=_die_with_parent
+        )
         for _ in range(self.workers):
             self._pool.submit(_noop).result()
 

@@ -115,7 +115,8 @@ def sandbox(request: pytest.FixtureRequest):
     port = free_port()
     cli("up", "--all", "--target", target, "--mediawiki", "replay", "--port", str(port))
     try:
-        mw = state.read().get("mediawiki")
+        st = state.read()
+        mw = st.get("mediawiki") or (st.get("docker") or {}).get("mediawiki")
         yield Sandbox(target, f"http://127.0.0.1:{port}", mw["url"] if mw else None)
     finally:
         cli("down", "--target", target, check=False)

@@ -36,6 +36,21 @@ def _pids() -> list[int]:
     return pids
 
 
+def _procs_with_port(port: int) -> list[int]:
+    """Processes whose command line serves `port`: a server and any worker it forked."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--http_port" in args and str(port).encode() in args and _alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -56,7 +71,9 @@ def test_up_is_idempotent_status_shows_crash_and_down_cleans_up(run_dir):
     status = cli("status")
     assert "langid" in status.stdout and "running" in status.stdout
 
-    predictor = state.read()["isvcs"]["local/langid"]["components"]["predictor"]["process"]
+    comp = state.read()["isvcs"]["local/langid"]["components"]["predictor"]
+    predictor, crashed_port = comp["process"], comp["port"]
+    assert len(_procs_with_port(crashed_port)) == 2  # the server and its inference worker
     os.kill(predictor["pid"], signal.SIGKILL)
     deadline = time.monotonic() + 10
     while processes.alive(predictor):
@@ -76,8 +93,11 @@ def test_up_is_idempotent_status_shows_crash_and_down_cleans_up(run_dir):
     assert "Uvicorn running" in logs.stdout or "uvicorn" in logs.stdout.lower()
 
     pids = _pids()
+    new_port = state.read()["isvcs"]["local/langid"]["components"]["predictor"]["port"]
     cli("down")
     assert not any(_alive(p) for p in pids)
+    # Nothing is left behind: not the new server's worker, nor the crashed server's.
+    assert _procs_with_port(new_port) == [] and _procs_with_port(crashed_port) == []
     assert "nothing is running" in cli("status").stdout
     assert "nothing is running" in cli("down").stderr
 

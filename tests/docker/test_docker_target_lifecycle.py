@@ -1,0 +1,58 @@
+"""The docker target's life cycle: a failed `up` and `down` leave nothing behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox import images
+from sandbox.runtime import state
+from sandbox.runtime.base import RuntimeError_, UpOptions
+from sandbox.runtime.docker import LABEL_SANDBOX, DockerTarget, network_name, sandbox_id
+from sandbox.runtime.processes import free_port
+
+pytestmark = pytest.mark.docker
+
+
+def _sandbox_containers() -> list[str]:
+    return images.docker(
+        "ps", "--all", "--format", "{{.Names}}", "--filter", f"label={LABEL_SANDBOX}={sandbox_id()}"
+    ).stdout.split()
+
+
+def _network_exists() -> bool:
+    return images.docker("network", "inspect", network_name(), check=False).returncode == 0
+
+
+@pytest.fixture
+def own_run_dir(tmp_path, monkeypatch) -> Iterator[None]:
+    """A fresh sandbox per test: its own run dir, container names and network."""
+    monkeypatch.setenv("SANDBOX_RUN_DIR", str(tmp_path / "run"))
+    yield
+    DockerTarget().down()
+
+
+def test_a_failing_container_leaves_nothing_running(docker_ready, built, own_run_dir, services):
+    target = DockerTarget()
+    opts = UpOptions(gateway_port=free_port(), env={"MAX_BODY_BYTES": "lots"}, timeout_s=30)
+    with pytest.raises(RuntimeError_) as err:
+        target.up([services["langid"]], opts)
+    message = str(err.value)
+    assert "predictor did not become ready" in message
+    assert "MAX_BODY_BYTES" in message  # the container's own last log lines
+    assert _sandbox_containers() == []
+    assert not _network_exists()
+    assert state.read()["gateway"] is None
+
+
+def test_down_leaves_no_container_or_network(docker_ready, built, own_run_dir, services):
+    target = DockerTarget()
+    target.up([services["langid"]], UpOptions(gateway_port=free_port(), mediawiki="replay"))
+    assert len(_sandbox_containers()) == 2  # the predictor and the replay server
+    assert _network_exists()
+    target.down()
+    assert _sandbox_containers() == []
+    assert not _network_exists()
+    st = state.read()
+    assert st["isvcs"] == {} and st["routes"] == {} and st["gateway"] is None
