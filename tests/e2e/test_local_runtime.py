@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -71,6 +72,11 @@ def test_up_is_idempotent_status_shows_crash_and_down_cleans_up(run_dir):
     status = cli("status")
     assert "langid" in status.stdout and "running" in status.stdout
 
+    # A changed isvc (here: its environment) restarts; the gateway stays.
+    changed = cli("up", "langid", "--port", port, "--env", "SANDBOX_TEST_MARK=1")
+    assert "restarting langid (changed)" in changed.stderr
+    assert _pids()[-1] == first[-1] and _pids()[0] != first[0]
+
     comp = state.read()["isvcs"]["local/langid"]["components"]["predictor"]
     predictor, crashed_port = comp["process"], comp["port"]
     assert len(_procs_with_port(crashed_port)) == 2  # the server and its inference worker
@@ -100,6 +106,24 @@ def test_up_is_idempotent_status_shows_crash_and_down_cleans_up(run_dir):
     assert _procs_with_port(new_port) == [] and _procs_with_port(crashed_port) == []
     assert "nothing is running" in cli("status").stdout
     assert "nothing is running" in cli("down").stderr
+
+
+def test_logs_follow_shows_new_gateway_lines(run_dir):
+    port = free_port()
+    cli("up", "langid", "--port", str(port))
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "logs", "gateway", "--follow", "--lines", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1)  # let it reach the end of the file before the request
+        assert "eng_Latn" in cli("predict", "langid", "english").stdout
+        line = follow.stdout.readline()
+        assert "langid.llm.wikimedia.org" in line and "200" in line
+    finally:
+        follow.terminate()
+        follow.wait(10)
 
 
 def test_failing_up_leaves_nothing_running(run_dir):
