@@ -1,0 +1,230 @@
+"""Every manifest the playbook applies, rendered from its templates with the default variables,
+validates strictly against the Kubernetes 1.31 schemas and the CRDs of the pinned versions, and
+carries the production configuration it claims to mirror."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox import schemas
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.cluster
+
+# Rendered files that istioctl reads rather than the API server.
+ISTIOCTL_INPUTS = {"istio/istio-operator.yaml"}
+
+
+def _applied(rendered_docs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [d for f, docs in rendered_docs.items() if f not in ISTIOCTL_INPUTS for d in docs]
+
+
+def _find(docs: list[dict[str, Any]], kind: str, name: str, namespace: str | None = None) -> dict:
+    for d in docs:
+        meta = d["metadata"]
+        if (
+            d["kind"] == kind
+            and meta["name"] == name
+            and namespace in (None, meta.get("namespace"))
+        ):
+            return d
+    raise AssertionError(f"no {kind} {namespace}/{name} rendered")
+
+
+def test_every_template_is_rendered(rendered: Path) -> None:
+    templates = sorted((REPO / "playbooks" / "roles").glob("*/templates/*.j2"))
+    assert templates
+    out = {p.name for p in (rendered / "manifests").rglob("*.yaml")}
+    for t in templates:
+        assert t.name.removesuffix(".j2") in out, f"{t} is not rendered by playbooks/render.yml"
+
+
+def test_rendered_manifests_validate_strictly(
+    rendered_docs: dict[str, list[dict]], pinned_crds: Path
+) -> None:
+    docs = _applied(rendered_docs)
+    kinds = {d["kind"] for d in docs}
+    assert {
+        "Namespace",
+        "Secret",
+        "ServiceAccount",
+        "LimitRange",
+        "ResourceQuota",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PersistentVolumeClaim",
+        "ServiceEntry",
+    } <= kinds
+    assert schemas.validate_documents(docs, k8s_version="1.31") == []
+
+
+def test_validation_catches_a_typo_in_a_rendered_manifest(
+    rendered_docs: dict, pinned_crds: Path
+) -> None:
+    docs = _applied(rendered_docs)
+    seaweed = json.loads(json.dumps(_find(docs, "Deployment", "seaweedfs")))
+    seaweed["spec"]["template"]["spec"]["containers"][0]["resource"] = {}
+    entry = json.loads(json.dumps(_find(docs, "ServiceEntry", "wikimedia-wikis")))
+    entry["spec"]["resolution"] = "SOMETIMES"
+    errors = schemas.validate_documents([seaweed, entry])
+    assert any("Deployment/seaweedfs" in e and "resource" in e for e in errors), errors
+    assert any("ServiceEntry/wikimedia-wikis" in e and "resolution" in e for e in errors), errors
+
+
+def test_isvc_namespaces_mirror_production(rendered_docs: dict, stack_vars: dict) -> None:
+    docs = rendered_docs["namespaces/namespaces.yaml"]
+    for ns in [
+        "articletopic-outlink",
+        "llm",
+        "revertrisk",
+        "revscoring-editquality-goodfaith",
+        "experimental",
+    ]:
+        assert _find(docs, "Namespace", ns)["metadata"]["labels"]["istio-injection"] == "enabled"
+        sa = _find(docs, "ServiceAccount", "kserve", ns)
+        secret = _find(docs, "Secret", sa["secrets"][0]["name"], ns)
+        notes = secret["metadata"]["annotations"]
+        assert notes["serving.kserve.io/s3-usehttps"] == "0"
+        assert notes["serving.kserve.io/s3-region"] == stack_vars["model_store_region"]
+        endpoint = notes["serving.kserve.io/s3-endpoint"]
+        assert endpoint.startswith(f"{stack_vars['model_store_service']}.")
+        assert len(secret["stringData"]["AWS_SECRET_ACCESS_KEY"]) >= 32
+        _find(docs, "LimitRange", "sandbox-defaults", ns)
+        _find(docs, "ResourceQuota", "sandbox-quota", ns)
+
+
+def test_credentials_are_generated_per_sandbox_and_kept_private(rendered: Path) -> None:
+    creds_file = rendered / "state" / "s3-credentials.json"
+    assert creds_file.stat().st_mode & 0o777 == 0o600
+    creds = json.loads(creds_file.read_text())
+    for rel in ["namespaces/namespaces.yaml", "model-store/model-store.yaml"]:
+        f = rendered / "manifests" / rel
+        assert f.stat().st_mode & 0o077 == 0, f"{rel} holds credentials but is readable by others"
+        assert creds["secret_key"] in f.read_text()
+    tracked = [p for p in REPO.rglob("*.y*ml") if ".venv" not in p.parts]
+    assert not any(creds["secret_key"] in p.read_text(errors="ignore") for p in tracked)
+
+
+def test_knative_configuration_mirrors_production(rendered_docs: dict) -> None:
+    docs = rendered_docs["knative/knative-config.yaml"]
+    assert "wikimedia.org" in _find(docs, "ConfigMap", "config-domain")["data"]
+    features = _find(docs, "ConfigMap", "config-features")["data"]
+    for flag in [
+        "kubernetes.podspec-securitycontext",
+        "secure-pod-defaults",
+        "kubernetes.podspec-nodeselector",
+        "kubernetes.podspec-affinity",
+        "kubernetes.podspec-tolerations",
+        "kubernetes.podspec-volumes-emptydir",
+        "kubernetes.podspec-dnsconfig",
+    ]:
+        assert features[flag] == "enabled", flag
+    autoscaler = _find(docs, "ConfigMap", "config-autoscaler")["data"]
+    assert autoscaler == {
+        "scale-down-delay": "15m",
+        "target-burst-capacity": "0",
+        "container-concurrency-target-percentage": "85",
+    }
+    gc = _find(docs, "ConfigMap", "config-gc")["data"]
+    assert gc["max-non-active-revisions"] == gc["min-non-active-revisions"] == "0"
+    registries = _find(docs, "ConfigMap", "config-deployment")["data"]
+    assert set(registries["registries-skipping-tag-resolving"].split(",")) == {
+        "kind.local",
+        "ko.local",
+        "dev.local",
+    }
+
+
+def test_kserve_configuration_mirrors_production(rendered_docs: dict) -> None:
+    data = _find(
+        rendered_docs["kserve/inferenceservice-config.yaml"], "ConfigMap", "inferenceservice-config"
+    )["data"]
+    ingress = json.loads(data["ingress"])
+    assert ingress["ingressGateway"] == "knative-serving/knative-ingress-gateway"
+    assert ingress["localGateway"] == "knative-serving/knative-local-gateway"
+    assert ingress["localGatewayService"] == "knative-local-gateway.istio-system.svc.cluster.local"
+    assert ingress["ingressDomain"] == "wikimedia.org"
+    assert ingress["domainTemplate"] == "{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}"
+    assert (ingress["urlScheme"], ingress["ingressClassName"]) == ("http", "istio")
+    assert json.loads(data["storageInitializer"]) == {
+        "cpuRequest": "100m",
+        "memoryRequest": "100Mi",
+        "cpuLimit": "1",
+        "memoryLimit": "1Gi",
+    }
+    s3 = json.loads(data["credentials"])["s3"]
+    assert s3["s3Endpoint"] == "" and s3["s3Region"] == ""
+    assert json.loads(data["deploy"]) == {"defaultDeploymentMode": "Knative"}
+
+
+def test_istio_operator_mirrors_production(rendered_docs: dict, stack_vars: dict) -> None:
+    (iop,) = rendered_docs["istio/istio-operator.yaml"]
+    assert iop["kind"] == "IstioOperator"
+    spec = iop["spec"]
+    assert spec["meshConfig"]["outboundTrafficPolicy"]["mode"] == "REGISTRY_ONLY"
+    assert spec["meshConfig"]["accessLogFile"] == "/dev/stdout"
+    (gateway,) = spec["components"]["ingressGateways"]
+    service = gateway["k8s"]["service"]
+    assert service["type"] == "NodePort"
+    http = next(p for p in service["ports"] if p["port"] == 80)
+    assert http["nodePort"] == stack_vars["ingress_node_port"]
+    hosts = _find(rendered_docs["istio/service-entries.yaml"], "ServiceEntry", "wikimedia-wikis")[
+        "spec"
+    ]["hosts"]
+    assert {"*.wikipedia.org", "*.wikidata.org"} <= set(hosts)
+
+
+def test_versions_live_only_in_the_versions_file(stack_vars: dict) -> None:
+    """One source of truth: no role, template or play hard-codes a pinned version."""
+    pins = {k: str(v) for k, v in stack_vars.items() if k.endswith("_version")}
+    files = [
+        p
+        for p in (REPO / "playbooks").rglob("*")
+        if p.is_file()
+        and p.suffix in {".yml", ".j2", ".py"}
+        and "group_vars" not in p.parts
+        and "molecule" not in p.parts
+    ]
+    files += [REPO / "sandbox.yml", REPO / "Vagrantfile"]
+    for f in files:
+        text = f.read_text()
+        for key, pin in pins.items():
+            if len(pin) >= 4:
+                assert not re.search(rf"(?<![\d.]){re.escape(pin)}(?![\d])", text), (
+                    f"{f.relative_to(REPO)} hard-codes {key}={pin}; read it from versions.yml"
+                )
+
+
+def test_wmf_images_render_valid_manifests_pointing_at_wikimedias_registry(
+    tmp_path: Path, stack_vars: dict, pinned_crds: Path
+) -> None:
+    from .conftest import VENV_BIN, run
+
+    proc = run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "playbooks/render.yml",
+            "-e",
+            f"render_home={tmp_path}",
+            "-e",
+            "stack_images=wmf",
+        ]
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    import yaml
+
+    out = tmp_path / "manifests"
+    (iop,) = yaml.safe_load_all((out / "istio" / "istio-operator.yaml").read_text())
+    assert iop["spec"]["hub"] == f"{stack_vars['wmf_registry']}/istio"
+    assert iop["spec"]["tag"] == f"{stack_vars['istio_version']}-{stack_vars['wmf_image_build']}"
+    (cm,) = yaml.safe_load_all((out / "kserve" / "inferenceservice-config.yaml").read_text())
+    image = json.loads(cm["data"]["storageInitializer"])["image"]
+    assert image.startswith(f"{stack_vars['wmf_registry']}/kserve-storage-initializer:")
+    assert schemas.validate_documents([cm]) == []

@@ -1,0 +1,101 @@
+"""Roles that need no cluster, run for real on this machine (connection local): the tool
+install's checksum and idempotence logic against stand-in release artifacts (file:// URLs),
+preflight's refusals, and the per-sandbox S3 credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import RoleRunner, recap, sha256
+
+pytestmark = pytest.mark.cluster
+
+
+def tool_vars(release: dict[str, Path], **extra: Any) -> dict[str, Any]:
+    return {
+        "tools_kubectl_url": release["kubectl"].as_uri(),
+        "tools_minikube_url": release["minikube"].as_uri(),
+        "tools_istioctl_url": release["istioctl"].as_uri(),
+        **extra,
+    }
+
+
+def test_tools_install_verified_and_a_second_run_changes_nothing(
+    run_role: RoleRunner, fake_release: dict[str, Path], tmp_path: Path
+) -> None:
+    # kubectl and istioctl: the published .sha256 beside the artifact; minikube: a pinned sum.
+    pinned = {
+        "kubectl": {"amd64": "", "arm64": ""},
+        "istioctl": {"amd64": "", "arm64": ""},
+        "minikube": {a: sha256(fake_release["minikube"]) for a in ("amd64", "arm64")},
+    }
+    evars = tool_vars(fake_release, tools_checksums=pinned)
+    first = run_role("tools", evars)
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert recap(first.stdout)["changed"] > 0
+    bin_dir = tmp_path / "home" / "bin"
+    for tool in ("kubectl", "minikube", "istioctl"):
+        assert os.access(bin_dir / tool, os.X_OK), tool
+    second = run_role("tools", evars)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert recap(second.stdout)["changed"] == 0, second.stdout[-3000:]
+
+
+def test_a_tampered_artifact_is_refused_and_nothing_is_installed(
+    run_role: RoleRunner, fake_release: dict[str, Path], tmp_path: Path
+) -> None:
+    Path(f"{fake_release['kubectl']}.sha256").write_text("0" * 64 + "\n")
+    proc = run_role("tools", tool_vars(fake_release, tools_names=["kubectl"]))
+    assert proc.returncode != 0
+    assert "checksum" in proc.stdout.lower()
+    assert not (tmp_path / "home" / "bin" / "kubectl").exists()
+
+
+def test_a_tool_reporting_another_version_is_refused(
+    run_role: RoleRunner, fake_release: dict[str, Path]
+) -> None:
+    proc = run_role(
+        "tools", tool_vars(fake_release, tools_names=["minikube"], minikube_version="9.9.9")
+    )
+    assert proc.returncode != 0
+    assert "not the pinned" in proc.stdout and "9.9.9" in proc.stdout
+
+
+def test_preflight_refuses_a_host_below_the_minimum_with_a_clear_message(
+    run_role: RoleRunner,
+) -> None:
+    need = (os.cpu_count() or 1) + 1
+    proc = run_role("preflight", {"preflight_min_cpus": need})
+    assert proc.returncode != 0
+    assert f"the sandbox needs at least {need}" in proc.stdout
+
+
+def test_preflight_refuses_unknown_settings(run_role: RoleRunner) -> None:
+    proc = run_role("preflight", {"cluster_provider": "kind"})
+    assert proc.returncode != 0
+    assert "expected cluster_provider minikube|existing" in proc.stdout
+
+
+def test_preflight_passes_for_an_existing_cluster_on_this_host(run_role: RoleRunner) -> None:
+    proc = run_role("preflight", {"cluster_provider": "existing"})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_s3_credentials_are_generated_once_and_kept_0600(
+    run_role: RoleRunner, tmp_path: Path
+) -> None:
+    first = run_role("s3_credentials")
+    assert first.returncode == 0, first.stdout[-3000:]
+    creds_file = tmp_path / "home" / "state" / "s3-credentials.json"
+    assert creds_file.stat().st_mode & 0o777 == 0o600
+    creds = json.loads(creds_file.read_text())
+    assert len(creds["secret_key"]) == 40 and creds["access_key"].startswith("sandbox")
+    assert creds["secret_key"] not in first.stdout, "credentials must not be logged"
+    second = run_role("s3_credentials")
+    assert recap(second.stdout)["changed"] == 0
+    assert json.loads(creds_file.read_text()) == creds

@@ -1,0 +1,98 @@
+"""Lint and syntax of the cluster tier: ansible-lint (production profile), syntax-check,
+yamllint, and the Vagrantfile when vagrant is installed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from .conftest import REPO, VENV_BIN, run
+
+pytestmark = pytest.mark.cluster
+
+PLAYBOOKS = ["sandbox.yml", "playbooks/teardown.yml", "playbooks/render.yml"]
+
+
+def test_ansible_lint_production_profile_passes() -> None:
+    proc = run(
+        [str(VENV_BIN / "ansible-lint"), "--offline", "--profile", "production", "--nocolor"]
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "Profile 'production' was required, and it passed" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS)
+def test_playbook_syntax_check(playbook: str) -> None:
+    proc = run([str(VENV_BIN / "ansible-playbook"), "--syntax-check", playbook])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_yamllint_repo_wide() -> None:
+    # Errors fail; long lines are warnings (URLs, one-line JSON), reported but accepted.
+    proc = run([str(VENV_BIN / "yamllint"), "--format", "parsable", "."])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_role_has_defaults_argument_specs_and_a_tag() -> None:
+    stack = (REPO / "playbooks" / "stack.yml").read_text()
+    roles = sorted(p.name for p in (REPO / "playbooks" / "roles").iterdir() if p.is_dir())
+    for role in roles:
+        assert (REPO / "playbooks" / "roles" / role / "meta" / "argument_specs.yml").is_file(), role
+        assert (REPO / "playbooks" / "roles" / role / "defaults" / "main.yml").is_file(), role
+    for layer in [
+        "preflight",
+        "tools",
+        "cluster",
+        "cert_manager",
+        "istio",
+        "knative",
+        "kserve",
+        "model_store",
+        "namespaces",
+        "verify",
+    ]:
+        assert f"role: {layer}\n" in stack, f"{layer} is not a layer of playbooks/stack.yml"
+
+
+def test_vagrantfile_validates() -> None:
+    vagrant = shutil.which("vagrant")
+    if vagrant is None:
+        pytest.skip("vagrant is not installed; `vagrant validate --ignore-provider` not run")
+    proc = run([vagrant, "validate", "--ignore-provider"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_each_layer_can_be_rerun_alone_by_its_tag() -> None:
+    proc = run([str(VENV_BIN / "ansible-playbook"), "sandbox.yml", "--list-tags"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tags = proc.stdout.split("TASK TAGS:")[-1]
+    for tag in [
+        "preflight",
+        "tools",
+        "cluster",
+        "cert-manager",
+        "istio",
+        "knative",
+        "kserve",
+        "model-store",
+        "namespaces",
+        "verify",
+    ]:
+        assert re.search(rf"[\[ ,]{re.escape(tag)}[,\]]", tags), f"no tag {tag}: {tags}"
+    knative = run(
+        [str(VENV_BIN / "ansible-playbook"), "sandbox.yml", "--list-tasks", "--tags", "knative"]
+    )
+    assert knative.returncode == 0, knative.stdout + knative.stderr
+    assert "Knative | install Serving and net-istio" in knative.stdout
+    assert "KServe |" not in knative.stdout and "Istio |" not in knative.stdout
+
+
+def test_the_cluster_docs_name_every_pinned_version() -> None:
+    import yaml
+
+    versions = yaml.safe_load((REPO / "playbooks/group_vars/all/versions.yml").read_text())
+    docs = (REPO / "docs" / "cluster.md").read_text()
+    stale = {k: v for k, v in versions.items() if k.endswith("_version") and str(v) not in docs}
+    assert not stale, f"docs/cluster.md does not mention {stale}; update its table"
