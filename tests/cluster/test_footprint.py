@@ -123,7 +123,7 @@ def test_rendered_workloads_request_what_the_table_says(
 def test_the_documented_footprint_is_the_computed_one(stack_vars: dict[str, Any]) -> None:
     from .conftest import REPO
 
-    docs = (REPO / "docs" / "cluster.md").read_text()
+    docs = (REPO / "README.md").read_text()
     stack_cpu, stack_mem = stack_requests(stack_vars)
     isvc_cpu, isvc_mem = isvc_requests(stack_vars, SMALL_ISVC)
     assert f"**{stack_cpu:.0f}m** | **{stack_mem:.0f}Mi**" in docs

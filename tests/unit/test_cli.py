@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -13,9 +15,17 @@ from sandbox.cli import build_parser
 pytestmark = pytest.mark.unit
 
 
+# A run directory of their own: whatever else the test session runs, nothing is running here.
+RUN_DIR = tempfile.mkdtemp(prefix="ml-sandbox-cli-test-")
+
+
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sandbox", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "sandbox", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SANDBOX_RUN_DIR": RUN_DIR},
     )
 
 
