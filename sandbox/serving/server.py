@@ -8,6 +8,8 @@ Services call `run(make_model, ...)` from their `__main__`. Differences from sto
   access log unless SANDBOX_ACCESS_LOG=1 (together they cost ~40% throughput; the gateway logs
   every request anyway); a client's mistake (400) logs one line, not a traceback;
 - REST only (Lift Wing's isvcs are REST), so several servers can share a host;
+- the predict routes tried first (kserve registers ~30 routes; matching costs ~10%);
+- uvloop as the event loop when `--event-loop` is auto (kserve asks for it but runs asyncio's);
 - errors of dependencies (`UpstreamHTTPError`) answered as JSON with their status (502/504, or
   the predictor's 4xx) instead of 500.
 """
@@ -19,6 +21,7 @@ import asyncio
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 
 import kserve
@@ -72,6 +75,14 @@ class SandboxRESTServer(RESTServer):
             super()._add_middlewares(app)
         app.add_middleware(BodyLimitMiddleware, limit=self._body_limit)
 
+    def _register_endpoints(self, app) -> None:
+        super()._register_endpoints(app)
+        # Starlette tries routes in order and kserve registers ~30; put the hot path first.
+        # No other route's pattern matches `...:predict` with POST, so behaviour is unchanged.
+        hot = [r for r in app.router.routes if getattr(r, "path", "").endswith(":predict")]
+        rest = [r for r in app.router.routes if r not in hot]
+        app.router.routes[:] = hot + rest
+
     def _add_exception_handlers(self, app) -> None:
         super()._add_exception_handlers(app)
         app.add_exception_handler(InvalidInput, invalid_input_handler)
@@ -106,9 +117,31 @@ class SandboxModelServer(kserve.ModelServer):
             timeout_keep_alive=self.timeout_keep_alive,
         )
         self.servers.append(self._rest_server.start())
-        self.setup_event_loop()
         self.register_signal_handler()
-        asyncio.run(self._serve())
+        if self.event_loop in ("auto", "uvloop"):
+            # kserve runs its servers under asyncio.run(), i.e. the stdlib loop, whatever
+            # --event-loop says; uvloop (a kserve dependency) serves ~30% more requests.
+            try:
+                import uvloop
+
+                uvloop.run(self._serve_with_loop_setup())
+                return
+            except ImportError:
+                pass
+        asyncio.run(self._serve_with_loop_setup())
+
+    async def _serve_with_loop_setup(self) -> None:
+        self.setup_event_loop()  # executor and exception handler, on the running loop
+        await self._serve()
+
+
+def _quiet_deprecations() -> None:
+    """kserve 0.21 answers with FastAPI's deprecated ORJSONResponse: one warning per request."""
+    try:
+        from fastapi.exceptions import FastAPIDeprecationWarning
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", category=FastAPIDeprecationWarning)
 
 
 def run(
@@ -118,6 +151,7 @@ def run(
 ) -> None:
     """Parse KServe's container args, build the model (which loads itself) and serve it."""
     args, _ = build_parser(description).parse_known_args(argv)
+    _quiet_deprecations()
     try:
         model = make_model(args)
         model.load()
