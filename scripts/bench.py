@@ -90,6 +90,13 @@ def wrk(url: str, body: bytes, host: str | None, conns: int, duration: int) -> d
     return {"rps": rps, "p50": p50, "p99": p99, "errors": errors}
 
 
+def children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -137,6 +144,9 @@ def main() -> int:
             procs[f"{entry['isvc']} {comp}"] = c["process"]["pid"]
     time.sleep(2)
     rss = {name: rss_mib(pid) for name, pid in procs.items()}
+    for name, pid in list(procs.items()):
+        for kid in children(pid):
+            rss[f"{name}: inference worker (forked, shares the model copy-on-write)"] = rss_mib(kid)
 
     def port_of(isvc: str, comp: str) -> int:
         return st["isvcs"][f"local/{isvc}"]["components"][comp]["port"]
