@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian tools some static checks use, installed when missing (as root; idempotent):
-# shellcheck (scripts/*.sh) and vagrant (`vagrant validate --ignore-provider` of the Vagrantfile).
+# the linter shellcheck (scripts/*.sh) and vagrant (`vagrant validate --ignore-provider`).
 # Without them those tests skip, saying why; CI provides them.
 set -euo pipefail
 
