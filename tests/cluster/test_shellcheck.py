@@ -1,4 +1,4 @@
-"""Every shell script under scripts/ is shellcheck clean."""
+"""Every shell script (scripts/, .ci/) is shellcheck clean."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from sandbox.paths import REPO_ROOT
 
 pytestmark = pytest.mark.cluster
 
-SCRIPTS = sorted((REPO_ROOT / "scripts").rglob("*.sh"))
+SCRIPTS = sorted(
+    [
+        *(REPO_ROOT / "scripts").rglob("*.sh"),
+        *(REPO_ROOT / ".ci").glob("*.sh"),
+        REPO_ROOT / ".ci/run",
+    ]
+)
 
 
 def test_there_are_scripts_to_check() -> None:
