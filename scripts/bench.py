@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the local runtime against a bare FastAPI endpoint; prints a Markdown table.
 
-    .venv/bin/python scripts/bench.py [--duration 10] [--concurrency 8 32]
+    .venv/bin/python scripts/bench.py [--duration 5] [--repeat 3] [--concurrency 8 32]
 
 Needs `wrk` (apt-get install wrk). Measures, in one run on this machine: requests/s and p50/p99
 latency for a bare FastAPI+uvicorn endpoint answering the same JSON, each predictor called
@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,7 +109,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="measurements per row; the table shows the median"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -260,7 +264,8 @@ def main() -> int:
         for name, url, body, host in cases:
             for c in args.concurrency:
                 print(f"• {name} at concurrency {c} …", file=sys.stderr, flush=True)
-                results[(name, c)] = wrk(url, body, host, c, args.duration)
+                runs = [wrk(url, body, host, c, args.duration) for _ in range(args.repeat)]
+                results[(name, c)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     finally:
         for proc in (bare, *(p for _, p in hops.values())):
             proc.terminate()
@@ -268,7 +273,10 @@ def main() -> int:
         cli("down")
 
     cpu = os.cpu_count()
-    print(f"\n### Throughput and latency ({cpu} cores, wrk -t1, {args.duration}s per row)\n")
+    print(
+        f"\n### Throughput and latency ({cpu} cores, wrk -t1; median of {args.repeat} runs "
+        f"of {args.duration}s per row)\n"
+    )
     print("| path | conc. | req/s | p50 ms | p99 ms | non-2xx | vs bare |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, _, _, _ in cases:
