@@ -195,6 +195,25 @@ def main() -> int:
         )
         wait_http(f"http://127.0.0.1:{hop_port}/v1/models/langid")
 
+    # A no-inference model answering langid's JSON: the model server's own cost, sandbox vs stock.
+    fixed = {}
+    for label, stock in (("sandbox", "0"), ("stock", "1")):
+        fixed_port = processes.free_port()
+        fixed[label] = (
+            fixed_port,
+            subprocess.Popen(
+                [
+                    *(sys.executable, str(REPO / "scripts/bench/fixed_model.py")),
+                    *("--model_name", "langid", "--http_port", str(fixed_port)),
+                    *("--body", langid_json.decode()),
+                ],
+                env={**os.environ, "BENCH_STOCK_SERVER": stock},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        )
+        wait_http(f"http://127.0.0.1:{fixed_port}/v1/models/langid")
+
     toni = outlink.sample("toni-morrison").body()
     qids = json.loads(
         urllib.request.urlopen(
@@ -213,6 +232,18 @@ def main() -> int:
         (
             "bare FastAPI (same JSON)",
             f"http://127.0.0.1:{bare_port}/v1/models/langid:predict",
+            langid.samples[0].body(),
+            None,
+        ),
+        (
+            "fixed-answer model, sandbox model server",
+            f"http://127.0.0.1:{fixed['sandbox'][0]}{langid.predict_path}",
+            langid.samples[0].body(),
+            None,
+        ),
+        (
+            "fixed-answer model, stock kserve.ModelServer",
+            f"http://127.0.0.1:{fixed['stock'][0]}{langid.predict_path}",
             langid.samples[0].body(),
             None,
         ),
@@ -267,7 +298,7 @@ def main() -> int:
                 runs = [wrk(url, body, host, c, args.duration) for _ in range(args.repeat)]
                 results[(name, c)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     finally:
-        for proc in (bare, *(p for _, p in hops.values())):
+        for proc in (bare, *(p for _, p in [*hops.values(), *fixed.values()])):
             proc.terminate()
             proc.wait()
         cli("down")
@@ -299,6 +330,16 @@ def main() -> int:
             )
 
         checks = [
+            (
+                "model server, sandbox / bare FastAPI",
+                rps("fixed-answer model, sandbox") / rps("bare"),
+                0.7,
+            ),
+            (
+                "model server, stock / bare FastAPI",
+                rps("fixed-answer model, stock") / rps("bare"),
+                0.7,
+            ),
             ("langid predictor / bare FastAPI", rps("langid predictor") / rps("bare"), 0.7),
             ("outlink predictor / bare FastAPI", rps("outlink predictor") / rps("bare"), 0.7),
             ("hop chain (sandbox) / bare FastAPI", rps("hop: sandbox") / rps("bare"), 0.3),
