@@ -362,7 +362,7 @@ def main() -> int:
         ]
         for label, value, goal in checks:
             print(
-                f"| {label} | {c} | {value:.2f}x | >= {goal}x "
+                f"| {label} | {c} | {value:.3f}x | >= {goal}x "
                 f"| {'yes' if value >= goal else 'NO'} |"
             )
 
