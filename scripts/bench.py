@@ -98,6 +98,22 @@ def children(pid: int) -> list[int]:
     return kids
 
 
+def bench_server(script: str, env: dict[str, str], *args: str) -> tuple[int, subprocess.Popen]:
+    """Start one of scripts/bench/'s model servers as `langid` on a free port; wait for it."""
+    port = processes.free_port()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, str(REPO / "scripts/bench" / script)),
+            *("--model_name", "langid", "--http_port", str(port), *args),
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(f"http://127.0.0.1:{port}/v1/models/langid")
+    return port, proc
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -177,42 +193,19 @@ def main() -> int:
 
     # Pass-through transformers in front of the langid predictor: the hop alone.
     langid_pred = f"127.0.0.1:{port_of('langid', 'predictor')}"
-    hops = {}
-    for label, stock in (("sandbox", "0"), ("stock", "1")):
-        hop_port = processes.free_port()
-        hops[label] = (
-            hop_port,
-            subprocess.Popen(
-                [
-                    *(sys.executable, str(REPO / "scripts/bench/hop_transformer.py")),
-                    *("--model_name", "langid", "--http_port", str(hop_port)),
-                    *("--predictor_host", langid_pred),
-                ],
-                env={**os.environ, "BENCH_STOCK_HOP": stock},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            ),
+    hops = {
+        label: bench_server(
+            "hop_transformer.py", {"BENCH_STOCK_HOP": stock}, "--predictor_host", langid_pred
         )
-        wait_http(f"http://127.0.0.1:{hop_port}/v1/models/langid")
-
+        for label, stock in (("sandbox", "0"), ("stock", "1"))
+    }
     # A no-inference model answering langid's JSON: the model server's own cost, sandbox vs stock.
-    fixed = {}
-    for label, stock in (("sandbox", "0"), ("stock", "1")):
-        fixed_port = processes.free_port()
-        fixed[label] = (
-            fixed_port,
-            subprocess.Popen(
-                [
-                    *(sys.executable, str(REPO / "scripts/bench/fixed_model.py")),
-                    *("--model_name", "langid", "--http_port", str(fixed_port)),
-                    *("--body", langid_json.decode()),
-                ],
-                env={**os.environ, "BENCH_STOCK_SERVER": stock},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            ),
+    fixed = {
+        label: bench_server(
+            "fixed_model.py", {"BENCH_STOCK_SERVER": stock}, "--body", langid_json.decode()
         )
-        wait_http(f"http://127.0.0.1:{fixed_port}/v1/models/langid")
+        for label, stock in (("sandbox", "0"), ("stock", "1"))
+    }
 
     toni = outlink.sample("toni-morrison").body()
     qids = json.loads(

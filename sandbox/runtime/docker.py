@@ -15,6 +15,7 @@ state file is gone. State lives in `.sandbox/state.json` under `isvcs["docker/<i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
@@ -294,15 +295,9 @@ class DockerTarget:
         fp = hashlib.sha256(
             json.dumps([plan, service.model.sha256, network_name()], sort_keys=True).encode()
         ).hexdigest()[:16]
-        current = st["isvcs"].get(key)
-        if current and current["fingerprint"] == fp and self._all_running(current):
-            ingress.set_route(st, service.host, current["url"], owner=key)
-            print(f"✓ {service.name} is up to date (docker)", file=sys.stderr)
+        stop = functools.partial(self._stop_isvc, st, service.name)
+        if ingress.keep_if_current(st, key, service, fp, self._all_running, stop, "container"):
             return
-        if current:
-            why = "changed" if current["fingerprint"] != fp else "has a stopped container"
-            with step(f"restarting {service.name} ({why})"):
-                self._stop_isvc(st, service.name)
         _remove_containers(_labelled(f"{LABEL_ISVC}={service.name}"))
 
         models_dir = run_dir() / "models" / service.name

@@ -9,12 +9,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
+from sandbox.catalog import Service
 from sandbox.paths import run_dir
 from sandbox.runtime import processes
 from sandbox.runtime.base import RuntimeError_
 from sandbox.runtime.gateway import HEALTH_PATH, write_routes
+from sandbox.runtime.progress import step
 from sandbox.runtime.state import logs_dir
 
 
@@ -99,6 +102,30 @@ def _served_routes(port: int) -> list[str] | None:
             return json.loads(r.read())["routes"]
     except (urllib.error.URLError, OSError, ValueError, KeyError):
         return None
+
+
+def keep_if_current(
+    st: dict[str, Any],
+    key: str,
+    service: Service,
+    fingerprint: str,
+    running: Callable[[dict[str, Any]], bool],
+    stop: Callable[[], None],
+    unit: str = "process",
+) -> bool:
+    """`up`'s idempotence, for every target: True (and the route refreshed) when the isvc runs
+    with this fingerprint; else stop what runs of it (changed, or crashed) and return False."""
+    current = st["isvcs"].get(key)
+    if current and current["fingerprint"] == fingerprint and running(current):
+        set_route(st, service.host, current["url"], owner=key)
+        where = "" if key.startswith("local/") else f" ({key.split('/')[0]})"
+        print(f"✓ {service.name} is up to date{where}", file=sys.stderr)
+        return True
+    if current:
+        why = "changed" if current["fingerprint"] != fingerprint else f"has a stopped {unit}"
+        with step(f"restarting {service.name} ({why})"):
+            stop()
+    return False
 
 
 def stop_gateway_if_idle(state: dict[str, Any]) -> bool:

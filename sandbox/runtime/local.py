@@ -148,19 +148,10 @@ class LocalTarget:
             for name, comp in service.component_items()
         }
         fp = fingerprint(service, envs)
-        current = st["isvcs"].get(key)
-        if (
-            current
-            and current["fingerprint"] == fp
-            and all(processes.alive(c["process"]) for c in current["components"].values())
+        if ingress.keep_if_current(
+            st, key, service, fp, _all_alive, lambda: self._stop_isvc(st, service.name)
         ):
-            ingress.set_route(st, service.host, current["url"], owner=key)
-            print(f"✓ {service.name} is up to date", file=sys.stderr)
             return
-        if current:
-            why = "changed" if current["fingerprint"] != fp else "has a stopped process"
-            with step(f"restarting {service.name} ({why})"):
-                self._stop_isvc(st, service.name)
 
         with step(f"staging the {service.name} model into {models_dir}"):
             models.stage(service, models_dir)
@@ -256,6 +247,10 @@ class LocalTarget:
         # Not running: the logs of its last run are still there.
         pattern = f"{isvc}-{component or '*'}.log"
         return sorted(state.logs_dir().glob(pattern))
+
+
+def _all_alive(entry: dict[str, Any]) -> bool:
+    return all(processes.alive(c["process"]) for c in entry["components"].values())
 
 
 def _http_ok(url: str) -> bool:
