@@ -61,6 +61,14 @@ def _add_up_args(p: argparse.ArgumentParser, default_target: str) -> None:
         "--max-body-bytes", type=int, default=None, help="request body limit (default 1 MiB)"
     )
     p.add_argument(
+        "--model-source",
+        default="sandbox",
+        metavar="sandbox|production|URI",
+        help="the model to stage into /mnt/models: built from the training script (sandbox, "
+        "default), Wikimedia's public mirror (production; needs internet), or a URI fetched with "
+        "kserve-storage (s3://..., gs://..., https://..., a local path; one isvc only)",
+    )
+    p.add_argument(
         "--env",
         action="append",
         default=[],
@@ -158,7 +166,12 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
     )
     if timeout <= 0:
         raise RuntimeError_("--timeout must be positive")
-    return UpOptions(gateway_port=args.port, mediawiki=mw, timeout_s=timeout, env=env)
+    source = args.model_source
+    if source not in ("sandbox", "production") and (args.all or len(args.isvcs) != 1):
+        raise RuntimeError_("--model-source URI names one model: give exactly one isvc")
+    return UpOptions(
+        gateway_port=args.port, mediawiki=mw, timeout_s=timeout, env=env, model_source=source
+    )
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -19,6 +19,10 @@ class UpOptions:
     # or any base URL.
     mediawiki: str = "live"
     timeout_s: float = 60.0
+    # Where the model comes from: "sandbox" (built from the training script), "production"
+    # (Wikimedia's public mirror), or a URI fetched with kserve-storage (s3://, gs://, https://,
+    # a local path).
+    model_source: str = "sandbox"
     # Extra env for every component (after service.yaml's), e.g. MAX_BODY_BYTES.
     env: dict[str, str] = field(default_factory=dict)
 

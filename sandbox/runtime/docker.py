@@ -293,7 +293,9 @@ class DockerTarget:
             for name, comp in service.component_items()
         }
         fp = hashlib.sha256(
-            json.dumps([plan, service.model.sha256, network_name()], sort_keys=True).encode()
+            json.dumps(
+                [plan, service.model.sha256, opts.model_source, network_name()], sort_keys=True
+            ).encode()
         ).hexdigest()[:16]
         stop = functools.partial(self._stop_isvc, st, service.name)
         if ingress.keep_if_current(st, key, service, fp, self._all_running, stop, "container"):
@@ -302,7 +304,7 @@ class DockerTarget:
 
         models_dir = run_dir() / "models" / service.name
         with step(f"staging the {service.name} model into {models_dir}"):
-            models.stage(service, models_dir)
+            models.stage(service, models_dir, opts.model_source)
 
         started: dict[str, dict[str, Any]] = {}
         st["isvcs"][key] = entry = {

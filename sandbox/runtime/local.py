@@ -32,7 +32,7 @@ def _key(isvc: str) -> str:
     return f"local/{isvc}"
 
 
-def fingerprint(service: Service, env: dict[str, str]) -> str:
+def fingerprint(service: Service, env: dict[str, Any]) -> str:
     """Changes whenever anything that shapes the running isvc changes: its folder, the shared
     serving code, the model, the environment it gets."""
     h = hashlib.sha256()
@@ -147,14 +147,14 @@ class LocalTarget:
             name: self._env(service, comp.env, models_dir, wiki_url, opts)
             for name, comp in service.component_items()
         }
-        fp = fingerprint(service, envs)
+        fp = fingerprint(service, {"env": envs, "model_source": opts.model_source})
         if ingress.keep_if_current(
             st, key, service, fp, _all_alive, lambda: self._stop_isvc(st, service.name)
         ):
             return
 
         with step(f"staging the {service.name} model into {models_dir}"):
-            models.stage(service, models_dir)
+            models.stage(service, models_dir, opts.model_source)
 
         started: dict[str, dict[str, Any]] = {}
         ports = {name: processes.free_port() for name, _ in service.component_items()}

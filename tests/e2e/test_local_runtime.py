@@ -191,3 +191,18 @@ def test_predictor_4xx_passes_through_the_transformer(run_dir):
     resp = sb.post(svc, json.dumps({"lang": "en", "page_title": "Toni Morrison"}).encode())
     assert resp.status == 400, resp.body
     assert "limit is 10" in resp.json()["error"]
+
+
+def test_model_source_uri_goes_through_kserve_storage(run_dir, tmp_path):
+    """`--model-source URI` stages the model as KServe's storage-initializer would."""
+    from sandbox import catalog, models
+
+    svc = catalog.get("langid")
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / svc.model.file).write_bytes(models.build(svc).read_bytes())
+    proc = cli("up", "langid", "--port", str(free_port()), "--model-source", str(store))
+    assert "with kserve-storage" in proc.stderr
+    staged = run_dir / "models" / "langid" / svc.model.file
+    assert staged.read_bytes() == (store / svc.model.file).read_bytes()
+    assert "deu_Latn" in cli("predict", "langid", "german").stdout
