@@ -791,6 +791,11 @@ class MinikubeTarget:
     def up(self, services: list[Service], opts: UpOptions) -> None:
         from sandbox import models
 
+        if opts.model_source != "sandbox":
+            raise RuntimeError_(
+                "--model-source applies to the local and docker targets; on minikube the "
+                "storage-initializer fetches the sandbox model from the S3 store"
+            )
         self._require_cluster()
         env: dict[str, str] = {}
         if opts.mediawiki == "replay":
