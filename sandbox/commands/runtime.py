@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict
@@ -17,7 +16,7 @@ from sandbox.catalog import CatalogError, Sample, Service
 from sandbox.checks import evaluate
 from sandbox.runtime import ingress, state, targets
 from sandbox.runtime.base import ComponentStatus, RuntimeError_, UpOptions
-from sandbox.runtime.processes import alive, tail
+from sandbox.runtime.processes import alive
 
 DEFAULT_PORT = int(os.environ.get("SANDBOX_GATEWAY_PORT", "8080"))
 
@@ -280,59 +279,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if any(r.state not in ("running", "ready") for r in rows) else 0
 
 
-def _log_files(args: argparse.Namespace) -> list[Path]:
-    if args.name in ("gateway", "mediawiki"):
-        return [state.logs_dir() / f"{args.name}.log"]
-    catalog.get(args.name)
-    files = []
-    for name in _active_targets() or ["local"]:
-        target = targets.get(name)
-        if hasattr(target, "log_files"):
-            files += target.log_files(args.name, args.component)
-    return [f for f in files if f.exists()]
-
-
 def cmd_logs(args: argparse.Namespace) -> int:
-    st = state.read()
-    if args.target in ("docker", "minikube") or (
-        args.target is None and f"docker/{args.name}" in st["isvcs"]
-    ):
+    if args.name not in ("gateway", "mediawiki"):
         catalog.get(args.name)
-        return targets.get(args.target or "docker").logs(args.name, args.component, args.follow)
-    files = _log_files(args)
-    if not files:
-        print(f"no logs for {args.name} (has it been started?)", file=sys.stderr)
-        return 1
-    for f in files:
-        if len(files) > 1:
-            print(f"==> {f} <==")
-        print(tail(f, args.lines), end="")
-    if args.follow:
-        _follow(files)
-    return 0
-
-
-def _follow(files: list[Path]) -> None:
-    handles = [f.open(errors="replace") for f in files]
-    for h in handles:
-        h.seek(0, os.SEEK_END)
-    try:
-        while True:
-            quiet = True
-            for h in handles:
-                line = h.readline()
-                while line:
-                    quiet = False
-                    sys.stdout.write(line)
-                    line = h.readline()
-            sys.stdout.flush()
-            if quiet:
-                time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for h in handles:
-            h.close()
+    target = args.target
+    if target is None:
+        st = state.read()
+        in_docker = f"docker/{args.name}" in st["isvcs"] or (
+            args.name == "mediawiki" and (st.get("docker") or {}).get("mediawiki")
+        )
+        target = "docker" if in_docker else "local"
+    return targets.get(target).logs(args.name, args.component, args.follow, args.lines)
 
 
 def _body(args: argparse.Namespace, service: Service) -> tuple[Sample | None, bytes]:

@@ -240,13 +240,49 @@ class LocalTarget:
         return rows
 
     def log_files(self, isvc: str, component: str | None) -> list[Path]:
+        """The log files of an isvc's components (also after `down`), the gateway or mediawiki."""
+        if isvc in ("gateway", "mediawiki"):
+            return [state.logs_dir() / f"{isvc}.log"]
         entry = state.read()["isvcs"].get(_key(isvc))
         if entry:
             comps = entry["components"]
             return [Path(c["process"]["log"]) for n, c in comps.items() if component in (None, n)]
-        # Not running: the logs of its last run are still there.
-        pattern = f"{isvc}-{component or '*'}.log"
-        return sorted(state.logs_dir().glob(pattern))
+        return sorted(state.logs_dir().glob(f"{isvc}-{component or '*'}.log"))
+
+    def logs(self, isvc: str, component: str | None, follow: bool, lines: int | None = None) -> int:
+        files = [f for f in self.log_files(isvc, component) if f.exists()]
+        if not files:
+            print(f"no logs for {isvc} (has it been started?)", file=sys.stderr)
+            return 1
+        for f in files:
+            if len(files) > 1:
+                print(f"==> {f} <==")
+            print(processes.tail(f, 100 if lines is None else lines), end="")
+        if follow:
+            _follow(files)
+        return 0
+
+
+def _follow(files: list[Path]) -> None:
+    """Print lines appended to `files` until interrupted, like `tail -f`."""
+    handles = [f.open(errors="replace") for f in files]
+    for h in handles:
+        h.seek(0, os.SEEK_END)
+    try:
+        while True:
+            quiet = True
+            for h in handles:
+                for line in iter(h.readline, ""):
+                    quiet = False
+                    sys.stdout.write(line)
+            sys.stdout.flush()
+            if quiet:
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for h in handles:
+            h.close()
 
 
 def _all_alive(entry: dict[str, Any]) -> bool:

@@ -862,10 +862,12 @@ class MinikubeTarget:
             return []
         return component_statuses(self._json(list_isvcs_argv(self.facts)) or {})
 
-    def logs(self, isvc: str, component: str | None, follow: bool) -> int:
+    def logs(self, isvc: str, component: str | None, follow: bool, lines: int | None = None) -> int:
         from sandbox import catalog
 
         argv = follow_logs_argv(self.facts, catalog.get(isvc), component, follow)
+        if lines is not None:
+            argv.append(f"--tail={lines}")
         try:
             return subprocess.call(argv)
         except FileNotFoundError:
