@@ -156,38 +156,42 @@ class LocalTarget:
         with step(f"staging the {service.name} model into {models_dir}"):
             models.stage(service, models_dir, opts.model_source)
 
+        # The state records each process as soon as it exists, so that a failure or Ctrl-C at
+        # any point below stops exactly what this `up` started.
         started: dict[str, dict[str, Any]] = {}
-        ports = {name: processes.free_port() for name, _ in service.component_items()}
-        for name, comp in service.component_items():
-            cmd = [sys.executable, str(service.dir / comp.entrypoint)]
-            cmd += ["--model_name", service.name, "--http_port", str(ports[name])]
-            if name == "transformer":
-                cmd += ["--predictor_host", f"127.0.0.1:{ports['predictor']}"]
-            cmd += comp.args
-            log = state.logs_dir() / f"{service.name}-{name}.log"
-            rec = processes.spawn(cmd, log, env={**os.environ, **envs[name]}, cwd=service.dir)
-            started[name] = {"port": ports[name], "process": rec.to_dict()}
-
-        entry = started[service.entry_component]
-        url = f"http://127.0.0.1:{entry['port']}"
         st["isvcs"][key] = {
             "target": "local",
             "isvc": service.name,
             "host": service.host,
-            "url": url,
+            "url": "",
             "fingerprint": fp,
             "components": started,
         }
-        with step(f"waiting for {service.name} to be ready"):
-            failed = _wait_ready(service, started, time.monotonic() + opts.timeout_s)
+        try:
+            ports = {name: processes.free_port() for name, _ in service.component_items()}
+            for name, comp in service.component_items():
+                cmd = [sys.executable, str(service.dir / comp.entrypoint)]
+                cmd += ["--model_name", service.name, "--http_port", str(ports[name])]
+                if name == "transformer":
+                    cmd += ["--predictor_host", f"127.0.0.1:{ports['predictor']}"]
+                cmd += comp.args
+                log = state.logs_dir() / f"{service.name}-{name}.log"
+                rec = processes.spawn(cmd, log, env={**os.environ, **envs[name]}, cwd=service.dir)
+                started[name] = {"port": ports[name], "process": rec.to_dict()}
+            url = f"http://127.0.0.1:{started[service.entry_component]['port']}"
+            st["isvcs"][key]["url"] = url
+            with step(f"waiting for {service.name} to be ready"):
+                failed = _wait_ready(service, started, time.monotonic() + opts.timeout_s)
             if failed:
                 log = started[failed]["process"]["log"]
-                self._stop_isvc(st, service.name)
-                ingress.stop_gateway_if_idle(st)
                 raise RuntimeError_(
                     f"{service.name}'s {failed} did not become ready within {opts.timeout_s:.0f}s"
                     f"; nothing was left running. Last lines of {log}:\n{processes.tail(log, 25)}"
                 )
+        except BaseException:
+            self._stop_isvc(st, service.name)
+            ingress.stop_gateway_if_idle(st)
+            raise
         ingress.set_route(st, service.host, url, owner=key)
         print(f"✓ {service.name} is up: Host {service.host}", file=sys.stderr)
 

@@ -146,6 +146,21 @@ def test_failing_up_leaves_nothing_running(run_dir):
     assert st["isvcs"] == {} and st["gateway"] is None
 
 
+def test_gateway_port_taken_is_a_clear_error(run_dir):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = cli("up", "langid", "--port", str(port), check=False)
+    assert proc.returncode == 1
+    assert f"port {port} is already in use" in proc.stderr and "--port" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    st = state.read()
+    assert st["isvcs"] == {} and st["gateway"] is None
+
+
 def test_bad_options_are_cli_errors(run_dir):
     for args, words in [
         (["--max-body-bytes", "-1"], "max-body-bytes"),
@@ -206,3 +221,26 @@ def test_model_source_uri_goes_through_kserve_storage(run_dir, tmp_path):
     staged = run_dir / "models" / "langid" / svc.model.file
     assert staged.read_bytes() == (store / svc.model.file).read_bytes()
     assert "deu_Latn" in cli("predict", "langid", "german").stdout
+
+
+def test_ctrl_c_during_up_leaves_nothing_running(run_dir, tmp_path):
+    """Interrupted while waiting for readiness, `up` stops what it started."""
+    fifo = tmp_path / "model.bin"
+    os.mkfifo(fifo)  # loading it blocks forever: the predictor never gets ready
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "sandbox", "up", "langid", "--port", str(free_port())),
+            *("--env", f"MODEL_PATH={fifo}"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in proc.stderr:
+        if "waiting for langid" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(60) == 130, rest
+    assert "Traceback" not in rest
+    st = state.read()
+    assert st["isvcs"] == {} and st["gateway"] is None
