@@ -7,7 +7,6 @@ A typo in a service.yaml is a `CatalogError` naming the file and the key.
 from __future__ import annotations
 
 import re
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,10 +171,6 @@ class Service(_Strict):
                 return s
         known = ", ".join(s.name for s in self.samples)
         raise CatalogError(f"{self.name} has no sample {name!r}; known: {known}")
-
-    @cached_property
-    def model_path_in_container(self) -> str:
-        return f"/mnt/models/{self.model.file}"
 
 
 def _format_error(path: Path, err: ValidationError) -> str:

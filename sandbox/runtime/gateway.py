@@ -23,6 +23,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from sandbox.serving.limits import max_body_bytes
+
 log = logging.getLogger("gateway")
 
 HOP_BY_HOP = {
@@ -38,7 +40,6 @@ HOP_BY_HOP = {
     "content-length",
 }
 HEALTH_PATH = "/__sandbox__/health"
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
 def load_routes(path: Path) -> dict[str, str]:
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-body-bytes",
         type=int,
-        default=int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+        default=max_body_bytes(),
+        help="request body limit (default: MAX_BODY_BYTES, else 1 MiB, as the model servers)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(

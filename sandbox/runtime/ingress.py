@@ -30,14 +30,6 @@ def gateway_url(state: dict[str, Any]) -> str | None:
     return f"http://127.0.0.1:{gw['port']}" if gw else None
 
 
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{HEALTH_PATH}", timeout=1) as r:
-            return r.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def ensure_gateway(state: dict[str, Any], port: int, timeout_s: float = 15.0) -> bool:
     """Start the gateway on `port` unless it already runs there. True if it was started."""
     gw = state.get("gateway")
@@ -52,18 +44,15 @@ def ensure_gateway(state: dict[str, Any], port: int, timeout_s: float = 15.0) ->
             "choose the gateway port with --port (or SANDBOX_GATEWAY_PORT)"
         )
     write_routes(routes_file(), _route_urls(state))
-    log = logs_dir() / "gateway.log"
     cmd = [sys.executable, "-m", "sandbox.runtime.gateway", "--routes", str(routes_file())]
     cmd += ["--port", str(port)]
-    rec = processes.spawn(cmd, log, env=dict(os.environ))
-    deadline = time.monotonic() + timeout_s
-    while not _healthy(port):
-        if not processes.alive(rec) or time.monotonic() > deadline:
-            processes.stop(rec)
-            raise RuntimeError_(
-                f"the gateway did not start on port {port}:\n{processes.tail(log, 15)}"
-            )
-        time.sleep(0.05)
+    rec = processes.spawn_ready(
+        cmd,
+        logs_dir() / "gateway.log",
+        f"http://127.0.0.1:{port}{HEALTH_PATH}",
+        f"the gateway on port {port}",
+        timeout_s,
+    )
     state["gateway"] = {"port": port, "process": rec.to_dict()}
     return True
 

@@ -104,22 +104,19 @@ class LocalTarget:
             "50",
         ]
         cmd += ["--port", str(port)]
-        log = state.logs_dir() / "mediawiki.log"
+        url = f"http://127.0.0.1:{port}"
         with step("starting the MediaWiki replay server"):
-            rec = processes.spawn(cmd, log, env=dict(os.environ))
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 15
-            while not _http_ok(f"{url}/__replay__/health"):
-                if not processes.alive(rec) or time.monotonic() > deadline:
-                    processes.stop(rec)
-                    raise RuntimeError_(f"the replay server did not start:\n{processes.tail(log)}")
-                time.sleep(0.05)
+            rec = processes.spawn_ready(
+                cmd,
+                state.logs_dir() / "mediawiki.log",
+                f"{url}/__replay__/health",
+                "the replay server",
+            )
         st["mediawiki"] = {"url": url, "process": rec.to_dict()}
         return url
 
     def _env(
         self,
-        service: Service,
         component_env: dict[str, str],
         models_dir: Path,
         wiki_url: str | None,
@@ -144,7 +141,7 @@ class LocalTarget:
         key = _key(service.name)
         models_dir = run_dir() / "models" / service.name
         envs = {
-            name: self._env(service, comp.env, models_dir, wiki_url, opts)
+            name: self._env(comp.env, models_dir, wiki_url, opts)
             for name, comp in service.component_items()
         }
         fp = fingerprint(service, {"env": envs, "model_source": opts.model_source})
@@ -291,11 +288,3 @@ def _follow(files: list[Path]) -> None:
 
 def _all_alive(entry: dict[str, Any]) -> bool:
     return all(processes.alive(c["process"]) for c in entry["components"].values())
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            return r.status == 200
-    except (urllib.error.URLError, OSError):
-        return False

@@ -8,9 +8,13 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from sandbox.runtime.base import RuntimeError_
 
 
 @dataclass
@@ -99,6 +103,30 @@ def _reap(pid: int) -> None:
     """Collect our own child's exit status, if it is ours (else the kernel's init does it)."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def http_ok(url: str) -> bool:
+    """True when `url` answers 200 within a second."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def spawn_ready(
+    cmd: list[str], log: Path, ready_url: str, what: str, timeout_s: float = 15.0
+) -> ProcessRecord:
+    """`spawn()`, then wait until `ready_url` answers 200. If the process dies or the deadline
+    passes first, stop it and raise `RuntimeError_` with the last lines of its log."""
+    rec = spawn(cmd, log, env=dict(os.environ))
+    deadline = time.monotonic() + timeout_s
+    while not http_ok(ready_url):
+        if not alive(rec) or time.monotonic() > deadline:
+            stop(rec)
+            raise RuntimeError_(f"{what} did not start:\n{tail(log, 15)}")
+        time.sleep(0.05)
+    return rec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
