@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _selected(names: list[str]) -> list[Service]:
     if not names:
         return list(catalog.load_all().values())
-    return [catalog.get(n) for n in names]
+    return catalog.select(names)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
