@@ -13,14 +13,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sandbox.errors import CatalogError
 from sandbox.paths import SERVICES_DIR
 
 INGRESS_DOMAIN = "wikimedia.org"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-
-
-class CatalogError(Exception):
-    """A service.yaml is missing, unreadable or invalid; the message names the file and key."""
 
 
 class _Strict(BaseModel):

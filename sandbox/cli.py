@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from sandbox import __version__
-from sandbox.catalog import CatalogError
 from sandbox.commands import manifests, mediawiki, models, runtime, services
-from sandbox.runtime.base import RuntimeError_
+from sandbox.errors import SandboxError
+from sandbox.hints import prog
 
 COMMAND_MODULES = [services, runtime, models, mediawiki, manifests]
 
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(local processes), in containers (docker) or on the minikube sandbox, and call it "
             "with the Host header Lift Wing clients send: <isvc>.<namespace>.wikimedia.org."
         ),
-        epilog="Start with: ml-sandbox up langid --mediawiki replay && ml-sandbox predict langid",
+        epilog=f"Start with: {prog()} up langid --mediawiki replay && {prog()} predict langid",
     )
     parser.add_argument("--version", action="version", version=f"ml-sandbox {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -42,9 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (CatalogError, RuntimeError_) as e:
+    except SandboxError as e:
         print(f"ml-sandbox: error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, CatalogError) else 1
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`ml-sandbox logs X | head`): stop quietly, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141

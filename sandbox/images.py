@@ -32,9 +32,9 @@ from pathlib import Path
 
 from sandbox import catalog
 from sandbox.catalog import CatalogError, Service
+from sandbox.errors import RunError
 from sandbox.paths import REPO_ROOT, cache_dir, run_dir
-from sandbox.runtime.base import RuntimeError_
-from sandbox.runtime.progress import step
+from sandbox.progress import step
 
 DOCKERFILE = Path("images/Dockerfile")
 DEFAULT_BASE_IMAGE = "ml-sandbox/bookworm:latest"
@@ -163,31 +163,31 @@ def docker_binary() -> str:
         return explicit
     found = shutil.which("docker")
     if not found:
-        raise RuntimeError_("the docker CLI is not installed (apt-get install docker.io)")
+        raise RunError("the docker CLI is not installed (apt-get install docker.io)")
     return found
 
 
 def docker(
     *args: str, env: dict[str, str] | None = None, check: bool = True, binary: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the docker CLI, capturing its output; a failure is a RuntimeError_ with its stderr."""
+    """Run the docker CLI, capturing its output; a failure is a RunError with its stderr."""
     cmd = [binary or docker_binary(), *args]
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
         )
     except OSError as e:
-        raise RuntimeError_(f"cannot run {cmd[0]}: {e}") from None
+        raise RunError(f"cannot run {cmd[0]}: {e}") from None
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip()
-        raise RuntimeError_(f"`docker {' '.join(args[:3])}` failed: {detail}")
+        raise RunError(f"`docker {' '.join(args[:3])}` failed: {detail}")
     return proc
 
 
 def daemon_answers(env: dict[str, str] | None = None) -> bool:
     try:
         proc = docker("info", "--format", "{{.ServerVersion}}", env=env, check=False)
-    except RuntimeError_:
+    except RunError:
         return False
     return proc.returncode == 0
 
@@ -217,7 +217,7 @@ def buildkit_binary(env: dict[str, str] | None = None) -> str:
         major = _client_major(binary, env)
         if major is not None and major < 23:
             return binary
-    raise RuntimeError_(
+    raise RunError(
         f"no docker CLI here builds with BuildKit ({', '.join(candidates)}): install the buildx "
         "plugin (docker-buildx-plugin, or docker-buildx on Debian trixie), or point SANDBOX_DOCKER "
         "at a client with BuildKit built in (docker.io 20.10's /usr/bin/docker)"
@@ -249,7 +249,7 @@ def wheelhouse_dir() -> Path:
 def pip_source() -> str:
     source = os.environ.get("SANDBOX_PIP_SOURCE", "wheelhouse")
     if source not in ("wheelhouse", "index"):
-        raise RuntimeError_(f"SANDBOX_PIP_SOURCE must be 'wheelhouse' or 'index', not {source!r}")
+        raise RunError(f"SANDBOX_PIP_SOURCE must be 'wheelhouse' or 'index', not {source!r}")
     return source
 
 
@@ -317,7 +317,7 @@ def ensure_wheelhouse(
         if proc.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             errors = [ln for ln in proc.stderr.splitlines() if not ln.startswith("WARNING")]
-            raise RuntimeError_("pip download failed:\n" + "\n".join(errors[-15:]))
+            raise RunError("pip download failed:\n" + "\n".join(errors[-15:]))
     (tmp / ".stamp").write_text(stamp)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -358,7 +358,7 @@ def ensure_base_image(env: dict[str, str] | None = None) -> None:
     if image_exists(base, env):
         return
     if base == DEFAULT_BASE_IMAGE:
-        raise RuntimeError_(
+        raise RunError(
             f"the base image {base} is missing: build it with `sudo scripts/build-base-image.sh` "
             "(or set SANDBOX_BASE_IMAGE to a bookworm image you can pull)"
         )
@@ -411,7 +411,7 @@ def build_spec(
         )
     if proc.returncode != 0:
         lines = log.read_text(errors="replace").splitlines()
-        raise RuntimeError_(f"building {wanted} failed; last lines of {log}:\n" + _tail(lines, 25))
+        raise RunError(f"building {wanted} failed; last lines of {log}:\n" + _tail(lines, 25))
     shutil.rmtree(ctx, ignore_errors=True)
     return wanted
 
@@ -422,7 +422,7 @@ def _tail(lines: list[str], n: int) -> str:
 
 def _prepare(env: dict[str, str] | None) -> Path | None:
     if not daemon_answers(env):
-        raise RuntimeError_("no Docker daemon answers (`docker info` failed); is dockerd running?")
+        raise RunError("no Docker daemon answers (`docker info` failed); is dockerd running?")
     ensure_base_image(env)
     if pip_source() == "wheelhouse":
         return ensure_wheelhouse(arch=daemon_arch(env))
@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
                 registry=args.registry,
             ):
                 print(tag)
-    except (CatalogError, RuntimeError_) as e:
+    except (CatalogError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if isinstance(e, CatalogError) else 1
     return 0

@@ -5,7 +5,8 @@ the predictor starts. The sandbox does the same with `stage()`, from one of thre
 
 - `sandbox` (default): the isvc's training script (`model.build` in service.yaml) builds a real,
   small fastText model; its sha256 must equal `model.sha256`. Built models are cached under
-  `<cache>/models/<isvc>/<sha256>/<model.file>`, so a build happens once per model version.
+  `<cache>/models/<isvc>/<sha256>-<training inputs hash>/<model.file>`, so a build happens once
+  per model version and again after any edit to the training script or its data.
 - `production`: Wikimedia's published model (`model.production_url`), downloaded once into
   `<cache>/models/<isvc>/production/<model.file>`.
 - any storage URI (`s3://`, `gs://`, `https://`, `file://`, a plain path): KServe's own
@@ -29,8 +30,9 @@ import urllib.request
 from pathlib import Path
 
 from sandbox.catalog import Service
+from sandbox.errors import RunError
+from sandbox.hints import prog
 from sandbox.paths import cache_dir
-from sandbox.runtime.base import RuntimeError_
 
 SOURCES = ("sandbox", "production")
 BUILD_TIMEOUT_S = 600
@@ -38,7 +40,7 @@ DOWNLOAD_TIMEOUT_S = 30
 _CHUNK = 1 << 20
 
 
-class ModelError(RuntimeError_):
+class ModelError(RunError):
     """A model could not be built, fetched or staged; the message says why and what to do."""
 
 
@@ -58,9 +60,23 @@ def _isvc_cache(service: Service) -> Path:
     return cache_dir() / "models" / service.name
 
 
+def training_hash(service: Service) -> str:
+    """A hash of everything in the training script's folder (the script and its data)."""
+    folder = (service.dir / service.model.build).parent
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def model_cache_path(service: Service) -> Path:
-    """Where the sandbox-built model of this isvc lives (whether or not it is built yet)."""
-    return _isvc_cache(service) / service.model.sha256 / service.model.file
+    """Where the sandbox-built model of this isvc lives (whether or not it is built yet). The
+    training inputs are part of the key: after an edit to the training script or its data the
+    model is built again, and its hash checked against service.yaml, never served stale."""
+    key = f"{service.model.sha256}-{training_hash(service)}"
+    return _isvc_cache(service) / key / service.model.file
 
 
 def production_cache_path(service: Service) -> Path:
@@ -136,11 +152,6 @@ def build(service: Service, force: bool = False) -> Path:
     return target
 
 
-def ensure(service: Service) -> Path:
-    """The isvc's sandbox model, built if it is not cached yet (what the runtimes upload)."""
-    return build(service)
-
-
 def _download(url: str, dest: Path) -> str:
     """Stream `url` into `dest` (which must not be the final path); return its sha256."""
     digest = hashlib.sha256()
@@ -168,7 +179,7 @@ def fetch(service: Service, force: bool = False) -> Path:
     if not url:
         raise ModelError(
             f"{service.name}: service.yaml has no model.production_url; only the sandbox model "
-            "exists (ml-sandbox models build)"
+            f"exists ({prog()} models build)"
         )
     target = production_cache_path(service)
     expected = service.model.production_sha256
@@ -191,7 +202,7 @@ def fetch(service: Service, force: bool = False) -> Path:
             reason = getattr(e, "reason", e)
             raise ModelError(
                 f"{service.name}: cannot download {url}: {reason}. Production models need network "
-                "access; offline, use the sandbox model (ml-sandbox models build)."
+                f"access; offline, use the sandbox model ({prog()} models build)."
             ) from None
         if expected and got != expected:
             raise ModelError(

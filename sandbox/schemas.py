@@ -4,7 +4,8 @@ Core kinds validate against the Kubernetes JSON schemas shipped by the `kubernet
 package (its `-local-strict` set: unknown fields are errors). Custom resources (KServe, Knative
 Serving, Istio) validate against the upstream CRDs of the versions pinned in the ONE versions
 file, `playbooks/group_vars/all/versions.yml`: from `../shared/crds/` when present (CI), else
-from a download cache filled by `ensure_crds()`.
+from a download cache filled by `ensure_crds()` (`ml-sandbox manifests validate` and
+`python -m sandbox.schemas` fill it on a machine with internet).
 
     errors = validate_documents(list(yaml.safe_load_all(text)))
     # -> ["InferenceService/outlink-topic-model: spec.predictor.foo: unknown field", ...]
@@ -281,7 +282,7 @@ def validate_documents(docs: list[dict[str, Any]], k8s_version: str = "1.31") ->
     """Errors of every manifest in `docs` (empty list = all valid). Empty documents are skipped.
 
     Raises SchemaError when a custom resource is given and the pinned CRDs are not available
-    (call ensure_crds() first on a machine with internet).
+    (`ml-sandbox manifests validate` downloads them on a machine with internet).
     """
     errors: list[str] = []
     for doc in docs:
@@ -294,7 +295,9 @@ def validate_documents(docs: list[dict[str, Any]], k8s_version: str = "1.31") ->
         ):
             names = ", ".join(s.relpath for s in missing_crds())
             raise SchemaError(
-                f"pinned CRDs missing under {crd_dir()}: {names}; run ensure_crds() to download"
+                f"the pinned CRDs {names} are neither in {SHARED_CRDS} nor in {crd_cache_dir()}; "
+                "`ml-sandbox manifests validate` (or `python -m sandbox.schemas FILE`) downloads "
+                "them on a machine with internet"
             )
         errors.extend(validate_document(doc, k8s_version))
     return errors

@@ -14,10 +14,20 @@ ensure_venv dev
 cd "$root"
 bin="$(dirname "$VENV_PY")"
 echo "• ruff check" >&2
-"$bin/ruff" check .
+if ! "$bin/ruff" check .; then
+  echo "lint failed: fix the findings above ($bin/ruff check --fix . fixes many of them)" >&2
+  exit 1
+fi
 echo "• ruff format --check" >&2
-"$bin/ruff" format --check .
+if ! "$bin/ruff" format --check .; then
+  echo "format check failed: run $bin/ruff format . and commit the result" >&2
+  exit 1
+fi
 echo "• pytest" >&2
-# A throwaway run directory and gateway port, so tests never touch a sandbox you have running.
-export SANDBOX_RUN_DIR="${SANDBOX_RUN_DIR:-$(mktemp -d -t ml-sandbox-test.XXXXXX)}"
-exec "$VENV_PY" -m pytest "$@"
+# A throwaway run directory, so tests never touch a sandbox you have running; removed afterwards.
+if [ -z "${SANDBOX_RUN_DIR:-}" ]; then
+  SANDBOX_RUN_DIR="$(mktemp -d -t ml-sandbox-test.XXXXXX)"
+  export SANDBOX_RUN_DIR
+  trap 'rm -rf "$SANDBOX_RUN_DIR"' EXIT
+fi
+"$VENV_PY" -m pytest "$@"

@@ -10,6 +10,8 @@ import yaml
 
 from sandbox import catalog
 from sandbox import manifests as m
+from sandbox.errors import RunError
+from sandbox.hints import prog, venv_tool
 from sandbox.paths import REPO_ROOT
 
 
@@ -61,7 +63,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         for path in stale:
             print(f"out of sync: {_rel(path)}", file=sys.stderr)
         if stale:
-            print("run: ml-sandbox manifests render", file=sys.stderr)
+            print(f"run: {prog()} manifests render", file=sys.stderr)
             return 1
         print(f"{len(files)} manifests in sync with the catalog")
         return 0
@@ -78,7 +80,19 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from sandbox import schemas
+    try:
+        from sandbox import schemas
+    except ImportError as e:
+        raise RunError(
+            f"manifest validation needs the dev tools ({e.name} is not installed): "
+            f"`{venv_tool('pip')} install -e '.[dev]'` (./scripts/test.sh installs them too)"
+        ) from None
+    if schemas.missing_crds():
+        print(f"• downloading the pinned CRDs into {schemas.crd_dir()}", file=sys.stderr)
+        try:
+            schemas.ensure_crds()
+        except schemas.SchemaError as e:
+            print(f"• {e}; custom resources cannot be checked", file=sys.stderr)
 
     paths = args.files or sorted(m.MANIFESTS_DIR.rglob("*.yaml"))
     failed = 0

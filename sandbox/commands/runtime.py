@@ -6,17 +6,15 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 
 from sandbox import catalog
-from sandbox.catalog import CatalogError, Sample, Service
-from sandbox.checks import evaluate
-from sandbox.runtime import ingress, state, targets
-from sandbox.runtime.base import ComponentStatus, RuntimeError_, UpOptions
-from sandbox.runtime.processes import alive
+from sandbox.catalog import Sample, Service
+from sandbox.errors import CatalogError, RunError
+from sandbox.hints import prog
+from sandbox.runtime import ingress, local, smoke, state, targets
+from sandbox.runtime.base import ComponentStatus, UpOptions
 
 DEFAULT_PORT = int(os.environ.get("SANDBOX_GATEWAY_PORT", "8080"))
 
@@ -146,28 +144,28 @@ def _services(args: argparse.Namespace) -> list[Service]:
 
 def _options(args: argparse.Namespace, target: str) -> UpOptions:
     if not 0 < args.port < 65536:
-        raise RuntimeError_(f"--port must be a TCP port, got {args.port}")
+        raise RunError(f"--port must be a TCP port, got {args.port}")
     env = {}
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise RuntimeError_(f"--env takes KEY=VALUE, got {item!r}")
+            raise RunError(f"--env takes KEY=VALUE, got {item!r}")
         env[key] = value
     if args.max_body_bytes is not None:
         if args.max_body_bytes <= 0:
-            raise RuntimeError_("--max-body-bytes must be positive")
+            raise RunError("--max-body-bytes must be positive")
         env["MAX_BODY_BYTES"] = str(args.max_body_bytes)
     mw = args.mediawiki
     if mw not in ("live", "replay") and not mw.startswith(("http://", "https://")):
-        raise RuntimeError_(f"--mediawiki must be live, replay or an http(s) URL, got {mw!r}")
+        raise RunError(f"--mediawiki must be live, replay or an http(s) URL, got {mw!r}")
     timeout = (
         args.timeout if args.timeout is not None else (900.0 if target == "minikube" else 60.0)
     )
     if timeout <= 0:
-        raise RuntimeError_("--timeout must be positive")
+        raise RunError("--timeout must be positive")
     source = args.model_source
     if source not in ("sandbox", "production") and (args.all or len(args.isvcs) != 1):
-        raise RuntimeError_("--model-source URI names one model: give exactly one isvc")
+        raise RunError("--model-source URI names one model: give exactly one isvc")
     return UpOptions(
         gateway_port=args.port, mediawiki=mw, timeout_s=timeout, env=env, model_source=source
     )
@@ -177,20 +175,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     services = _services(args)
     name = targets.resolve(args.target)
     targets.get(name).up(services, _options(args, name))
-    _print_next_steps(services)
+    _print_next_steps(services, name)
     return 0
 
 
-def _print_next_steps(services: list[Service]) -> None:
-    gw = state.read().get("gateway")
-    port = gw["port"] if gw else DEFAULT_PORT
+def _print_next_steps(services: list[Service], target: str) -> None:
+    if target == "minikube":
+        from sandbox.runtime.minikube import ingress_url
+
+        base = ingress_url()
+    else:
+        base = ingress.gateway_url(state.read()) or f"http://127.0.0.1:{DEFAULT_PORT}"
     for s in services:
         body = s.samples[0].body().decode()
-        print(
-            f"\n{s.name}: curl -s http://127.0.0.1:{port}{s.predict_path} "
-            f"-H 'Host: {s.host}' -d '{body}'"
-        )
-    print("\nml-sandbox status | logs <isvc> | predict <isvc> | down")
+        print(f"\n{s.name}: curl -s {base}{s.predict_path} -H 'Host: {s.host}' -d '{body}'")
+    where = "" if target == "local" else f" --target {target}"
+    cli = prog()
+    print(f"\n{cli} status{where} | {cli} logs <isvc> | {cli} predict <isvc> | {cli} down{where}")
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -200,16 +201,18 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.delete:
         target.down([s.name for s in services])
         return 0
-    target.up(services, _options(args, name))
-    if name == "minikube":
-        return 0  # the minikube target smoke-tests through the Istio ingress itself
-    failed = 0
-    for s in services:
-        for sample in s.samples:
-            failed += not _send_and_report(s, sample, sample.body(), quiet=True)
-    _print_next_steps(services)
+    opts = _options(args, name)
+    target.up(services, opts)
+    failed = target.smoke(services)
+    _print_next_steps(services, name)
     if failed:
         print(f"\n✗ {failed} sample(s) failed their checks", file=sys.stderr)
+        if opts.mediawiki == "live":
+            print(
+                "  isvcs that read MediaWiki need the live wikis; offline, deploy with "
+                "--mediawiki replay",
+                file=sys.stderr,
+            )
         return 1
     return 0
 
@@ -218,139 +221,79 @@ def cmd_down(args: argparse.Namespace) -> int:
     names = args.isvcs or None
     if names:
         catalog.select(names)
-    chosen = [args.target] if args.target else _active_targets()
-    if not chosen:
+    chosen = [args.target] if args.target else targets.active()
+    results = [targets.get(t).down(names) for t in chosen]
+    if not names and not any(r is not False for r in results):
         print("nothing is running", file=sys.stderr)
-    for name in chosen:
-        targets.get(name).down(names)
     return 0
 
 
-def _active_targets() -> list[str]:
-    st = state.read()
-    active = {v.get("target", k.split("/")[0]) for k, v in st["isvcs"].items()}
-    if not active and st.get("gateway"):
-        active.add("local")  # a gateway with no isvc left: `down` still cleans it up
-    return [t for t in targets.TARGETS if t in active]
-
-
 def _all_status(only: str | None = None) -> list[ComponentStatus]:
-    st = state.read()
-    rows: list[ComponentStatus] = []
     if only == "minikube":
         return targets.get("minikube").status()
-    for name in [only] if only else _active_targets():
+    rows: list[ComponentStatus] = []
+    for name in [only] if only else targets.active():
         rows += targets.get(name).status()
-    for key in ("gateway", "mediawiki"):
-        entry = st.get(key)
-        if entry:
-            ok = alive(entry["process"])
-            addr = f"127.0.0.1:{entry['port']}" if key == "gateway" else entry["url"]
-            rows.append(
-                ComponentStatus(
-                    target="-",
-                    isvc="-",
-                    component=key,
-                    state="running" if ok else "exited",
-                    address=addr,
-                    pid=entry["process"]["pid"],
-                    detail="" if ok else f"see {entry['process']['log']}",
-                )
-            )
-    return rows
+    return rows + ingress.status(state.read())
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     rows = _all_status(args.target)
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
-        return 0
+        return 0 if all(r.state in ("running", "ready") for r in rows) else 1
     if not rows:
-        print("nothing is running (start with: ml-sandbox up <isvc>)")
+        print(f"nothing is running (start with: {prog()} up <isvc>)")
         return 0
     print(f"{'TARGET':<9} {'ISVC':<22} {'COMPONENT':<12} {'STATE':<9} {'ADDRESS':<22} PID")
     for r in rows:
         line = f"{r.target:<9} {r.isvc:<22} {r.component:<12} {r.state:<9} {r.address:<22} "
         print(line + f"{r.pid or '-'}" + (f"  ({r.detail})" if r.detail else ""))
-    gw = state.read().get("gateway")
-    if gw:
-        for host in sorted(state.read()["routes"]):
-            print(f"route: Host {host} -> gateway http://127.0.0.1:{gw['port']}")
+    st = state.read()
+    if st.gateway:
+        for host in sorted(st.routes()):
+            print(f"route: Host {host} -> gateway {st.gateway.url}")
+    if any(r.state == "orphan" for r in rows):
+        print(
+            f"orphans belong to this sandbox but are not in its state: `{prog()} down` stops them"
+        )
     return 1 if any(r.state not in ("running", "ready") for r in rows) else 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    if args.name not in ("gateway", "mediawiki"):
+    if args.name == "gateway":
+        log = state.logs_dir() / "gateway.log"
+        if not log.exists():
+            print("no gateway log (has anything been started?)", file=sys.stderr)
+            return 1
+        local.LocalBackend().logs([local.file_component(log)], args.follow, args.lines)
+        return 0
+    if args.name != "mediawiki":
         catalog.get(args.name)
-    target = args.target
-    if target is None:
-        st = state.read()
-        in_docker = f"docker/{args.name}" in st["isvcs"] or (
-            args.name == "mediawiki" and (st.get("docker") or {}).get("mediawiki")
-        )
-        target = "docker" if in_docker else "local"
+    target = args.target or targets.running(args.name) or "local"
     return targets.get(target).logs(args.name, args.component, args.follow, args.lines)
 
 
 def _body(args: argparse.Namespace, service: Service) -> tuple[Sample | None, bytes]:
     if args.data is not None and args.sample:
-        raise RuntimeError_("give a sample name or --data, not both")
+        raise RunError("give a sample name or --data, not both")
     if args.data is not None:
         raw = args.data
         if raw.startswith("@"):
             try:
                 raw = Path(raw[1:]).read_text()
             except OSError as e:
-                raise RuntimeError_(f"cannot read {raw[1:]}: {e.strerror}") from None
+                raise RunError(f"cannot read {raw[1:]}: {e.strerror}") from None
         return None, raw.encode()
     sample = service.sample(args.sample) if args.sample else service.samples[0]
     return sample, sample.body()
 
 
-def _post(service: Service, body: bytes) -> tuple[int, bytes]:
-    st = state.read()
-    base = ingress.gateway_url(st)
-    if base is None:
-        raise RuntimeError_(
-            f"the gateway is not running; start the isvc: ml-sandbox up {service.name}"
-        )
-    req = urllib.request.Request(
-        base + service.predict_path,
-        data=body,
-        headers={"Host": service.host, "Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, OSError) as e:
-        raise RuntimeError_(f"cannot reach the gateway at {base}: {e}") from None
-
-
-def _send_and_report(service: Service, sample: Sample | None, body: bytes, quiet=False) -> bool:
-    status, payload = _post(service, body)
-    label = f"{service.name}/{sample.name}" if sample else service.name
-    try:
-        pretty = json.dumps(json.loads(payload), indent=None if quiet else 2, ensure_ascii=False)
-    except ValueError:
-        pretty = payload.decode(errors="replace")
-    if sample is None:
-        print(pretty)
-        ok = 200 <= status < 300
-        if not ok:
-            print(f"HTTP {status}", file=sys.stderr)
-        return ok
-    failures = evaluate(sample, status, payload)
-    mark = "✓" if not failures else "✗"
-    print(f"{mark} {label}: HTTP {status} {pretty if not quiet else pretty[:200]}")
-    for f in failures:
-        print(f"    {f}", file=sys.stderr)
-    return not failures
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     service = catalog.get(args.isvc)
     sample, body = _body(args, service)
-    return 0 if _send_and_report(service, sample, body) else 1
+    base = ingress.gateway_url(state.read())
+    if base is None:
+        raise RunError(f"the gateway is not running; start the isvc: {prog()} up {service.name}")
+    status, payload = smoke.post(base, service, body)
+    return 0 if smoke.report(service, sample, status, payload) else 1

@@ -1,4 +1,4 @@
-"""What every target offers the CLI: up, down, status, logs."""
+"""What every target offers the CLI: up, down, status, logs, smoke."""
 
 from __future__ import annotations
 
@@ -6,10 +6,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sandbox.catalog import Service
-
-
-class RuntimeError_(Exception):
-    """A target could not do what was asked; the message is for the user (no traceback)."""
 
 
 @dataclass
@@ -31,8 +27,8 @@ class UpOptions:
 class ComponentStatus:
     target: str
     isvc: str
-    component: str  # predictor | transformer | gateway | mediawiki
-    state: str  # running | exited (code) | crashed | ready
+    component: str  # predictor | transformer | gateway | mediawiki | orphan
+    state: str  # running | starting | exited | missing | orphan | ready
     address: str  # host:port or container name
     pid: int | None = None
     detail: str = ""
@@ -43,10 +39,15 @@ class Target(Protocol):
 
     def up(self, services: list[Service], opts: UpOptions) -> None: ...
 
-    def down(self, names: list[str] | None = None) -> None: ...
+    def down(self, names: list[str] | None = None) -> bool | None:
+        """Stop isvcs (all when none is named); False when there was nothing to stop."""
 
     def status(self) -> list[ComponentStatus]: ...
 
     def logs(
         self, isvc: str, component: str | None, follow: bool, lines: int | None = None
     ) -> int: ...
+
+    def smoke(self, services: list[Service]) -> int:
+        """Send every sample through the target's ingress; the number that failed its checks."""
+        ...

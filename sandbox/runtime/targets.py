@@ -4,38 +4,55 @@ from __future__ import annotations
 
 import sys
 
-from sandbox.runtime.base import RuntimeError_, Target
+from sandbox.errors import RunError
+from sandbox.runtime import state
+from sandbox.runtime.base import Target
 
 TARGETS = ("local", "docker", "minikube")
+HOST_TARGETS = ("local", "docker")
 
 
 def get(name: str) -> Target:
     if name == "local":
-        from sandbox.runtime.local import LocalTarget
+        from sandbox.runtime import local
 
-        return LocalTarget()
+        return local.target()
     if name == "docker":
-        from sandbox.runtime.docker import DockerTarget
+        from sandbox.runtime import docker
 
-        return DockerTarget()
+        return docker.target()
     if name == "minikube":
         from sandbox.runtime.minikube import MinikubeTarget
 
         return MinikubeTarget()
-    raise RuntimeError_(f"unknown target {name!r}; choose one of: auto, {', '.join(TARGETS)}")
+    raise RunError(f"unknown target {name!r}; choose one of: auto, {', '.join(TARGETS)}")
 
 
 def resolve(name: str) -> str:
     """`auto` -> a concrete target, saying which and why."""
     if name != "auto":
         return name
-    try:
-        from sandbox.runtime.minikube import context_answers
+    from sandbox.runtime.minikube import context_answers
 
-        answers = context_answers()
-    except ImportError:
-        answers = False
+    answers = context_answers()
     chosen = "minikube" if answers else "local"
     why = "the ml-sandbox kube context answers" if answers else "no minikube sandbox answers"
     print(f"• target: {chosen} ({why}; choose with --target)", file=sys.stderr)
     return chosen
+
+
+def active() -> list[str]:
+    """The host targets with something on record; local always (its orphans, the gateway)."""
+    recorded = state.read().targets()
+    return [t for t in HOST_TARGETS if t == "local" or t in recorded]
+
+
+def running(isvc: str) -> str | None:
+    """The host target an isvc (or `mediawiki`) runs on, per the state."""
+    st = state.read()
+    if isvc == "mediawiki":
+        return next(iter(st.mediawiki), None)
+    for rec in [*st.isvcs.values(), *st.starting.values()]:
+        if rec.isvc == isvc:
+            return rec.target
+    return None

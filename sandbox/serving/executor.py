@@ -12,13 +12,16 @@ in `predict()`, `await offload.run(module_level_fn, *args, cost=len(input))`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("kserve")
 
 # Input size (characters, tokens) under which a prediction takes well under a millisecond.
 INLINE_MAX_COST = 2000
@@ -54,7 +57,20 @@ class Offload:
 
     async def run(self, fn: Callable[..., T], *args, cost: int) -> T:
         """`fn(*args)`: inline when `cost` is small, else in a worker. `fn` must be a module-level
-        function (workers find it by name) that reads the model from a module global."""
-        if cost < INLINE_MAX_COST or self._pool is None:
+        function (workers find it by name) that reads the model from a module global.
+
+        A worker that died (killed, OOM-killed) breaks the pool: it is replaced by a fresh fork
+        and the request is tried once more, so later requests succeed again."""
+        pool = self._pool
+        if cost < INLINE_MAX_COST or pool is None:
             return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(pool, fn, *args)
+        except BrokenProcessPool:
+            if self._pool is pool:  # the first request to notice replaces it
+                log.warning("an inference worker died; forking a new one")
+                pool.shutdown(wait=False, cancel_futures=True)
+                self.start()
+            assert self._pool is not None
+            return await loop.run_in_executor(self._pool, fn, *args)

@@ -39,14 +39,6 @@ log = logging.getLogger("kserve")
 FASTAPI_APP = "kserve.model_server:app"
 
 
-def _bool(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def build_parser(description: str) -> argparse.ArgumentParser:
     """kserve's own arguments (--model_name, --http_port, --predictor_host, ...) plus ours."""
     parser = argparse.ArgumentParser(description=description, parents=[kserve_model_server.parser])

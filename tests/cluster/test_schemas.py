@@ -99,7 +99,7 @@ def test_crd_dir_prefers_shared_then_the_cache(
     assert schemas.crd_dir() == tmp_path / "cache" / "crds"
     assert len(schemas.missing_crds()) == len(schemas.crd_sources())
     doc = yaml.safe_load(ISVC)
-    with pytest.raises(schemas.SchemaError, match="ensure_crds"):
+    with pytest.raises(schemas.SchemaError, match="manifests validate"):
         schemas.validate_documents([doc])
 
 

@@ -26,7 +26,7 @@ def docker_unavailable_reason() -> str | None:
                 "(build it: sudo scripts/build-base-image.sh)"
             )
         images.buildkit_binary()
-    except images.RuntimeError_ as e:
+    except images.RunError as e:
         return str(e)
     return None
 

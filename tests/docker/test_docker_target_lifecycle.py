@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox import images
+from sandbox.errors import RunError
 from sandbox.runtime import state
-from sandbox.runtime.base import RuntimeError_, UpOptions
+from sandbox.runtime.base import UpOptions
 from sandbox.runtime.docker import LABEL_SANDBOX, DockerTarget, network_name, sandbox_id
 from sandbox.runtime.processes import free_port
 
@@ -36,7 +37,7 @@ def own_run_dir(tmp_path, monkeypatch) -> Iterator[None]:
 def test_a_failing_container_leaves_nothing_running(docker_ready, built, own_run_dir, services):
     target = DockerTarget()
     opts = UpOptions(gateway_port=free_port(), env={"MAX_BODY_BYTES": "lots"}, timeout_s=30)
-    with pytest.raises(RuntimeError_) as err:
+    with pytest.raises(RunError) as err:
         target.up([services["langid"]], opts)
     message = str(err.value)
     assert "predictor did not become ready" in message

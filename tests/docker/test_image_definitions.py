@@ -145,11 +145,11 @@ def test_pod_resources_as_docker_flags() -> None:
 
 
 def test_a_loopback_mediawiki_url_is_refused_for_containers() -> None:
-    from sandbox.runtime.base import RuntimeError_
+    from sandbox.errors import RunError
     from sandbox.runtime.docker import check_mediawiki_url
 
     for url in ("http://127.0.0.1:8090", "http://localhost:8090/"):
-        with pytest.raises(RuntimeError_, match="reach"):
+        with pytest.raises(RunError, match="reach"):
             check_mediawiki_url(url)
     for ok in ("replay", "live", "http://mediawiki.example.org"):
         check_mediawiki_url(ok)

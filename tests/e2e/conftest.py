@@ -40,9 +40,17 @@ def selected_targets(config: pytest.Config) -> list[str]:
     return chosen or ["local", "docker"]
 
 
+# Each target's tests carry that target's marker, so `-m "not docker"` leaves the docker tier out.
+TARGET_MARKS = {"docker": [pytest.mark.docker], "minikube": [pytest.mark.minikube]}
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "sandbox" in metafunc.fixturenames:
-        metafunc.parametrize("sandbox", selected_targets(metafunc.config), indirect=True)
+        params = [
+            pytest.param(t, marks=TARGET_MARKS.get(t, []), id=t)
+            for t in selected_targets(metafunc.config)
+        ]
+        metafunc.parametrize("sandbox", params, indirect=True)
 
 
 def cli(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -103,10 +111,8 @@ def sandbox(request: pytest.FixtureRequest):
     if target == "docker" and not docker_answers():
         pytest.skip("docker target: no Docker daemon answers (`docker info` fails)")
     if target == "minikube":
-        try:
-            from sandbox.runtime import minikube
-        except ImportError:
-            pytest.skip("minikube target is not available")
+        from sandbox.runtime import minikube
+
         if not minikube.context_answers():
             pytest.skip("minikube target: the ml-sandbox kube context does not answer")
         # scripts/e2e.sh deploys with `deploy.sh --all --target minikube --mediawiki replay`.
@@ -115,9 +121,8 @@ def sandbox(request: pytest.FixtureRequest):
     port = free_port()
     cli("up", "--all", "--target", target, "--mediawiki", "replay", "--port", str(port))
     try:
-        st = state.read()
-        mw = st.get("mediawiki") or (st.get("docker") or {}).get("mediawiki")
-        yield Sandbox(target, f"http://127.0.0.1:{port}", mw["url"] if mw else None)
+        mw = state.read().mediawiki.get(target)
+        yield Sandbox(target, f"http://127.0.0.1:{port}", mw.url if mw else None)
     finally:
         cli("down", "--target", target, check=False)
 

@@ -31,10 +31,11 @@ def run_dir(tmp_path, monkeypatch):
 
 
 def _pids() -> list[int]:
+    """Recorded pids: the isvcs' components, then the replay server and the gateway."""
     st = state.read()
-    pids = [c["process"]["pid"] for i in st["isvcs"].values() for c in i["components"].values()]
-    pids += [st[k]["process"]["pid"] for k in ("gateway", "mediawiki") if st.get(k)]
-    return pids
+    comps = [c for r in st.isvcs.values() for c in r.components.values()]
+    pids = [c.process.pid for c in [*comps, *st.mediawiki.values()] if c.process]
+    return pids + ([st.gateway.process.pid] if st.gateway else [])
 
 
 def _procs_with_port(port: int) -> list[int]:
@@ -50,6 +51,18 @@ def _procs_with_port(port: int) -> list[int]:
         if b"--http_port" in args and str(port).encode() in args and _alive(int(proc.name)):
             found.append(int(proc.name))
     return found
+
+
+def _marked() -> list[int]:
+    """Live processes that carry this sandbox's mark."""
+    return [p for p in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if processes.carries_mark(p) and _alive(p)]  # fmt: skip
+
+
+def _assert_nothing_left() -> None:
+    st = state.read()
+    assert st.isvcs == {} and st.starting == {} and st.mediawiki == {} and st.gateway is None
+    assert _marked() == []
 
 
 def _alive(pid: int) -> bool:
@@ -72,15 +85,18 @@ def test_up_is_idempotent_status_shows_crash_and_down_cleans_up(run_dir):
     status = cli("status")
     assert "langid" in status.stdout and "running" in status.stdout
 
-    # A changed isvc (here: its environment) restarts; the gateway stays.
+    # A changed isvc (here: its environment) is replaced; the gateway stays.
     changed = cli("up", "langid", "--port", port, "--env", "SANDBOX_TEST_MARK=1")
-    assert "restarting langid (changed)" in changed.stderr
+    assert "starting the new langid" in changed.stderr
+    assert "stopping the previous langid" in changed.stderr
     assert _pids()[-1] == first[-1] and _pids()[0] != first[0]
+    assert not _alive(first[0])
 
-    comp = state.read()["isvcs"]["local/langid"]["components"]["predictor"]
-    predictor, crashed_port = comp["process"], comp["port"]
-    assert len(_procs_with_port(crashed_port)) == 2  # the server and its inference worker
-    os.kill(predictor["pid"], signal.SIGKILL)
+    comp = state.read().isvcs["local/langid"].components["predictor"]
+    predictor, crashed_port = comp.process, comp.port
+    # logpipe, the server and its inference worker
+    assert len(_procs_with_port(crashed_port)) == 3
+    os.kill(predictor.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while processes.alive(predictor):
         assert time.monotonic() < deadline
@@ -91,7 +107,7 @@ def test_up_is_idempotent_status_shows_crash_and_down_cleans_up(run_dir):
 
     # up restarts what crashed
     restarted = cli("up", "langid", "--port", port)
-    assert "restarting langid" in restarted.stderr
+    assert "stopping langid (it has a stopped process)" in restarted.stderr
     ok = cli("predict", "langid", "english")
     assert "eng_Latn" in ok.stdout
 
@@ -99,7 +115,7 @@ def test_up_is_idempotent_status_shows_crash_and_down_cleans_up(run_dir):
     assert "Uvicorn running" in logs.stdout or "uvicorn" in logs.stdout.lower()
 
     pids = _pids()
-    new_port = state.read()["isvcs"]["local/langid"]["components"]["predictor"]["port"]
+    new_port = state.read().isvcs["local/langid"].components["predictor"].port
     cli("down")
     assert not any(_alive(p) for p in pids)
     # Nothing is left behind: not the new server's worker, nor the crashed server's.
@@ -138,12 +154,21 @@ def test_failing_up_leaves_nothing_running(run_dir):
         check=False,
     )
     assert proc.returncode == 1
-    assert "did not become ready" in proc.stderr
+    assert "did not become ready: its process" in proc.stderr
     assert "cannot load the model" in proc.stderr  # the predictor's own last log lines
-    assert "nothing was left running" in proc.stderr
+    assert "Nothing this command started is left running" in proc.stderr
     assert "Traceback" not in proc.stderr
-    st = state.read()
-    assert st["isvcs"] == {} and st["gateway"] is None
+    # The progress line does not claim success before the error (finding 3).
+    assert "done (" not in proc.stderr.split("starting langid")[1]
+    _assert_nothing_left()
+
+    # A second failure shows only its own run's output, not the previous run's lines.
+    again = cli(
+        "up", "langid", "--port", str(free_port()), "--env", "MODEL_PATH=/elsewhere/m.bin",
+        check=False,
+    )  # fmt: skip
+    assert "/elsewhere/m.bin" in again.stderr
+    assert "/nonexistent/model.bin" not in again.stderr
 
 
 def test_gateway_port_taken_is_a_clear_error(run_dir):
@@ -157,8 +182,7 @@ def test_gateway_port_taken_is_a_clear_error(run_dir):
     assert proc.returncode == 1
     assert f"port {port} is already in use" in proc.stderr and "--port" in proc.stderr
     assert "Traceback" not in proc.stderr
-    st = state.read()
-    assert st["isvcs"] == {} and st["gateway"] is None
+    _assert_nothing_left()
 
 
 def test_bad_options_are_cli_errors(run_dir):
@@ -218,29 +242,6 @@ def test_model_source_uri_goes_through_kserve_storage(run_dir, tmp_path):
     (store / svc.model.file).write_bytes(models.build(svc).read_bytes())
     proc = cli("up", "langid", "--port", str(free_port()), "--model-source", str(store))
     assert "with kserve-storage" in proc.stderr
-    staged = run_dir / "models" / "langid" / svc.model.file
+    staged = Path(state.read().isvcs["local/langid"].models_dir) / svc.model.file
     assert staged.read_bytes() == (store / svc.model.file).read_bytes()
     assert "deu_Latn" in cli("predict", "langid", "german").stdout
-
-
-def test_ctrl_c_during_up_leaves_nothing_running(run_dir, tmp_path):
-    """Interrupted while waiting for readiness, `up` stops what it started."""
-    fifo = tmp_path / "model.bin"
-    os.mkfifo(fifo)  # loading it blocks forever: the predictor never gets ready
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "sandbox", "up", "langid", "--port", str(free_port())),
-            *("--env", f"MODEL_PATH={fifo}"),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in proc.stderr:
-        if "waiting for langid" in line:
-            break
-    proc.send_signal(signal.SIGINT)
-    rest = proc.stderr.read()
-    assert proc.wait(60) == 130, rest
-    assert "Traceback" not in rest
-    st = state.read()
-    assert st["isvcs"] == {} and st["gateway"] is None

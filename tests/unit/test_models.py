@@ -17,7 +17,7 @@ from kserve_storage import Storage
 
 from sandbox import catalog, cli, models
 from sandbox.catalog import Service
-from sandbox.runtime.base import RuntimeError_
+from sandbox.errors import RunError
 
 pytestmark = pytest.mark.unit
 
@@ -78,12 +78,13 @@ def _closed_port() -> int:
 
 
 def test_model_error_is_a_user_facing_runtime_error() -> None:
-    assert issubclass(models.ModelError, RuntimeError_)
+    assert issubclass(models.ModelError, RunError)
 
 
 def test_cache_path_is_keyed_by_isvc_and_sha(langid: Service, cache: Path) -> None:
     path = models.model_cache_path(langid)
-    assert path == cache / "models" / "langid" / langid.model.sha256 / "lid201-model.bin"
+    key = f"{langid.model.sha256}-{models.training_hash(langid)}"
+    assert path == cache / "models" / "langid" / key / "lid201-model.bin"
 
 
 def test_build_verifies_the_sha_and_caches(langid: Service, langid_built: Path) -> None:
