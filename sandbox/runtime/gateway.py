@@ -54,7 +54,9 @@ def write_routes(path: Path, routes: dict[str, str]) -> None:
     """Atomically replace the routes file (the gateway never reads a half-written one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(routes, indent=2, sort_keys=True))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private, like the run dir
+    with os.fdopen(fd, "w") as f:
+        json.dump(routes, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
 
 

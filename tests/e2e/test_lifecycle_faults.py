@@ -61,8 +61,15 @@ STAGES = [
 ]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=str)
-@pytest.mark.parametrize("stage", STAGES)
+# Ctrl-C at every stage; SIGTERM (`timeout`, a cancelled CI job) and SIGHUP (a closed terminal)
+# at the last one, which takes the same path.
+CASES = [(stage, signal.SIGINT) for stage in STAGES] + [
+    (STAGES[-1], signal.SIGTERM),
+    (STAGES[-1], signal.SIGHUP),
+]
+
+
+@pytest.mark.parametrize(("stage", "sig"), CASES, ids=[f"{s}-{g.name}" for s, g in CASES])
 def test_interrupted_up_stops_what_it_started(run_dir, tmp_path, stage, sig):
     fifo = tmp_path / "model.bin"
     os.mkfifo(fifo)
@@ -213,13 +220,18 @@ def test_logs_are_rotated_and_read_across_files(run_dir, monkeypatch):
     monkeypatch.setenv("SANDBOX_LOG_MAX_BYTES", "4096")
     port = str(free_port())
     cli("up", "langid", "--port", port)
-    for _ in range(60):
-        cli("predict", "langid", "english")
+    svc = catalog.get("langid")
+    for _ in range(200):  # ~90 bytes of access log each
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/models/langid", headers={"Host": svc.host}
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            r.read()
     gateway_logs = sorted(p.name for p in (run_dir / "logs").glob("gateway.log*"))
     assert gateway_logs == ["gateway.log", "gateway.log.1", "gateway.log.2"]
     assert all((run_dir / "logs" / n).stat().st_size <= 4096 for n in gateway_logs)
     shown = cli("logs", "gateway", "--lines", "40").stdout.splitlines()
-    assert len(shown) == 40 and all("langid.llm.wikimedia.org" in line for line in shown[-5:])
+    assert len(shown) == 40 and all('"GET /v1/models/langid"' in line for line in shown[-5:])
 
 
 def test_logs_into_a_closed_pipe_is_quiet(run_dir):
