@@ -155,21 +155,21 @@ def main() -> int:
         up_times[svc.name] = time.monotonic() - started
 
     st = state.read()
-    procs = {
-        "gateway": st["gateway"]["process"]["pid"],
-        "mediawiki replay": st["mediawiki"]["process"]["pid"],
-    }
-    for entry in st["isvcs"].values():
-        for comp, c in entry["components"].items():
-            procs[f"{entry['isvc']} {comp}"] = c["process"]["pid"]
+    # Each recorded process is logpipe (the sandbox's log rotation); the server is its child.
+    recorded = {"gateway": st.gateway.process, "mediawiki replay": st.mediawiki["local"].process}
+    for entry in st.isvcs.values():
+        for comp, c in entry.components.items():
+            recorded[f"{entry.isvc} {comp}"] = c.process
+    procs = {name: children(rec.pid)[0] for name, rec in recorded.items()}
     time.sleep(2)
     rss = {name: rss_mib(pid) for name, pid in procs.items()}
+    rss["logpipe (one per process)"] = rss_mib(recorded["gateway"].pid)
     for name, pid in list(procs.items()):
         for kid in children(pid):
             rss[f"{name}: inference worker (forked, shares the model copy-on-write)"] = rss_mib(kid)
 
     def port_of(isvc: str, comp: str) -> int:
-        return st["isvcs"][f"local/{isvc}"]["components"][comp]["port"]
+        return st.isvcs[f"local/{isvc}"].components[comp].port
 
     # -- the bare FastAPI baseline, answering langid's JSON ------------------------------------
     bare_port = processes.free_port()

@@ -15,13 +15,9 @@ from sandbox.catalog import Service
 from sandbox.checks import evaluate
 from sandbox.runtime import state
 from sandbox.runtime.base import UpOptions
-from sandbox.runtime.docker import (
-    LABEL_SANDBOX,
-    DockerTarget,
-    container_name,
-    network_name,
-    sandbox_id,
-)
+from sandbox.runtime import docker
+from sandbox.runtime.docker import LABEL_SANDBOX, network_name, sandbox_id
+from sandbox.runtime.lifecycle import HostTarget
 from sandbox.runtime.processes import free_port
 from tests.docker.conftest import inspect
 
@@ -30,7 +26,7 @@ pytestmark = pytest.mark.docker
 
 @dataclass
 class Running:
-    target: DockerTarget
+    target: HostTarget
     port: int
 
     def post(self, service: Service, body: bytes) -> tuple[int, bytes]:
@@ -68,7 +64,7 @@ def own_run_dir(tmp_path_factory) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def running(docker_ready, built, own_run_dir, services) -> Iterator[Running]:
-    target = DockerTarget()
+    target = docker.target()
     port = free_port()
     target.up(list(services.values()), UpOptions(gateway_port=port, mediawiki="replay"))
     try:
@@ -103,10 +99,15 @@ def test_unknown_host_is_a_json_404(running, services) -> None:
 
 def test_containers_run_like_pods(running, services, built) -> None:
     outlink = services["outlink-topic-model"]
-    wiki = state.read()["docker"]["mediawiki"]
+    st = state.read()
+    wiki_url = f"http://{st.mediawiki['docker'].container}:8080"
+
+    def container(isvc: str, component: str) -> str:
+        return st.isvcs[f"docker/{isvc}"].components[component].container
+
     for name, svc in services.items():
         for component, comp in svc.component_items():
-            info = inspect(container_name(name, component))
+            info = inspect(container(name, component))
             assert info["Config"]["Image"] == built[name][component]
             assert info["State"]["Running"]
             # Published on 127.0.0.1 only; attached to the sandbox's network.
@@ -115,7 +116,7 @@ def test_containers_run_like_pods(running, services, built) -> None:
             assert list(info["NetworkSettings"]["Networks"]) == [network_name()]
             env = dict(e.split("=", 1) for e in info["Config"]["Env"])
             for key, value in comp.env.items():
-                expected = wiki["internal_url"] if key == "WIKI_URL" else value
+                expected = wiki_url if key == "WIKI_URL" else value
                 assert env[key] == expected, (name, component, key)
             args = info["Args"][-6:] if component == "transformer" else info["Args"][-4:]
             assert args[:4] == ["--model_name", name, "--http_port", "8080"]
@@ -124,8 +125,9 @@ def test_containers_run_like_pods(running, services, built) -> None:
                 assert mounts["/mnt/models"]["RW"] is False
             else:
                 assert "/mnt/models" not in mounts
-    transformer = inspect(container_name(outlink.name, "transformer"))
-    predictor_host = f"{container_name(outlink.name, 'predictor')}:8080"
+    transformer = inspect(container(outlink.name, "transformer"))
+    predictor_host = f"{container(outlink.name, 'predictor')}:8080"
+    assert info["HostConfig"]["LogConfig"]["Config"] == {"max-file": "3", "max-size": "10m"}
     assert transformer["Args"][-2:] == ["--predictor_host", predictor_host]
 
 

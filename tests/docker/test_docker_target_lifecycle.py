@@ -10,7 +10,8 @@ from sandbox import images
 from sandbox.errors import RunError
 from sandbox.runtime import state
 from sandbox.runtime.base import UpOptions
-from sandbox.runtime.docker import LABEL_SANDBOX, DockerTarget, network_name, sandbox_id
+from sandbox.runtime import docker
+from sandbox.runtime.docker import LABEL_SANDBOX, network_name, sandbox_id
 from sandbox.runtime.processes import free_port
 
 pytestmark = pytest.mark.docker
@@ -31,24 +32,25 @@ def own_run_dir(tmp_path, monkeypatch) -> Iterator[None]:
     """A fresh sandbox per test: its own run dir, container names and network."""
     monkeypatch.setenv("SANDBOX_RUN_DIR", str(tmp_path / "run"))
     yield
-    DockerTarget().down()
+    docker.target().down()
 
 
 def test_a_failing_container_leaves_nothing_running(docker_ready, built, own_run_dir, services):
-    target = DockerTarget()
+    target = docker.target()
     opts = UpOptions(gateway_port=free_port(), env={"MAX_BODY_BYTES": "lots"}, timeout_s=30)
     with pytest.raises(RunError) as err:
         target.up([services["langid"]], opts)
     message = str(err.value)
-    assert "predictor did not become ready" in message
+    assert "predictor did not become ready: its container" in message
     assert "MAX_BODY_BYTES" in message  # the container's own last log lines
     assert _sandbox_containers() == []
     assert not _network_exists()
-    assert state.read()["gateway"] is None
+    st = state.read()
+    assert st.gateway is None and st.isvcs == {} and st.starting == {} and st.mediawiki == {}
 
 
 def test_down_leaves_no_container_or_network(docker_ready, built, own_run_dir, services):
-    target = DockerTarget()
+    target = docker.target()
     target.up([services["langid"]], UpOptions(gateway_port=free_port(), mediawiki="replay"))
     assert len(_sandbox_containers()) == 2  # the predictor and the replay server
     assert _network_exists()
@@ -56,4 +58,17 @@ def test_down_leaves_no_container_or_network(docker_ready, built, own_run_dir, s
     assert _sandbox_containers() == []
     assert not _network_exists()
     st = state.read()
-    assert st["isvcs"] == {} and st["routes"] == {} and st["gateway"] is None
+    assert st.isvcs == {} and st.routes() == {} and st.gateway is None and st.mediawiki == {}
+
+
+def test_a_changed_isvc_gets_new_containers_then_the_old_ones_go(
+    docker_ready, built, own_run_dir, services
+):
+    target = docker.target()
+    port = free_port()
+    target.up([services["langid"]], UpOptions(gateway_port=port))
+    (old,) = _sandbox_containers()
+    target.up([services["langid"]], UpOptions(gateway_port=port, env={"SANDBOX_TEST_MARK": "1"}))
+    (new,) = _sandbox_containers()
+    assert new != old and new.startswith(f"{sandbox_id()}-langid-predictor-")
+    assert state.read().isvcs["docker/langid"].components["predictor"].container == new

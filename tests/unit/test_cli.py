@@ -1,16 +1,22 @@
-"""The CLI surface: help for every command, clear errors and exit codes, no tracebacks."""
+"""The CLI surface: help for every command, clear errors and exit codes, no tracebacks.
+
+In-process (`sandbox.cli.main`): a subprocess would add nothing but seconds; the e2e tests run the
+real `python -m sandbox`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 
 import pytest
 
-from sandbox.cli import build_parser
+from sandbox.cli import build_parser, main
 
 pytestmark = pytest.mark.unit
 
@@ -19,14 +25,26 @@ pytestmark = pytest.mark.unit
 RUN_DIR = tempfile.mkdtemp(prefix="ml-sandbox-cli-test-")
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sandbox", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "SANDBOX_RUN_DIR": RUN_DIR},
-    )
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(autouse=True)
+def _own_run_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOX_RUN_DIR", RUN_DIR)
+
+
+def run(*args: str) -> Result:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse: --help, usage errors
+            code = e.code if isinstance(e.code, int) else 2
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 def test_every_command_has_help():
@@ -71,3 +89,37 @@ def test_status_and_down_with_nothing_running():
     assert "nothing is running" in run("status").stdout
     proc = run("down")
     assert proc.returncode == 0 and "nothing is running" in proc.stderr
+
+
+def test_the_module_entry_point_runs():
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("ml-sandbox ")
+
+
+def test_hints_name_a_command_the_user_can_run(monkeypatch):
+    from sandbox import hints
+
+    monkeypatch.setenv("PATH", "/nonexistent")  # ml-sandbox is not on PATH (the usual case)
+    assert hints.prog() != "ml-sandbox"
+    assert hints.prog().endswith(("bin/ml-sandbox", "-m sandbox"))
+    assert hints.venv_tool("ansible-playbook").endswith("bin/ansible-playbook")
+
+
+def test_manifests_validate_without_the_dev_tools_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sandbox.schemas", None)  # as if jsonschema were missing
+    proc = run("manifests", "validate")
+    assert proc.returncode == 1
+    assert "needs the dev tools" in proc.stderr and "install -e '.[dev]'" in proc.stderr
+
+
+def test_deploy_script_help_lists_every_option():
+    from sandbox.paths import REPO_ROOT
+
+    proc = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "deploy.sh"), "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0
+    for option in ("--timeout", "--model-source", "--env", "--mediawiki", "--port", "--delete"):
+        assert option in proc.stdout, option

@@ -268,3 +268,20 @@ def test_cli_errors_are_messages_not_tracebacks(
     assert "ml-sandbox: error:" in err and "Traceback" not in err
     assert cli.main(["models", "build", "no-such-isvc"]) == 2
     assert "unknown isvc" in capsys.readouterr().err
+
+
+def test_an_edited_training_script_is_built_again_not_served_stale(
+    langid: Service, langid_built: Path, tmp_path: Path
+) -> None:
+    """Finding 2 of the new-user run: an edit to training/ used to be ignored silently."""
+    import shutil
+
+    copy = tmp_path / "langid"
+    shutil.copytree(langid.dir, copy)
+    edited = langid.model_copy(update={"dir": copy})
+    assert models.model_cache_path(edited) == models.model_cache_path(langid)
+    script = copy / langid.model.build
+    script.write_text(script.read_text() + "\n# an edit\n")
+    assert models.model_cache_path(edited) != models.model_cache_path(langid)
+    # The edit changes nothing the model is made of: the rebuild matches service.yaml again.
+    assert _sha(models.build(edited)) == langid.model.sha256
