@@ -13,9 +13,8 @@ import pytest
 from sandbox import images
 from sandbox.catalog import Service
 from sandbox.checks import evaluate
-from sandbox.runtime import state
+from sandbox.runtime import docker, state
 from sandbox.runtime.base import UpOptions
-from sandbox.runtime import docker
 from sandbox.runtime.docker import LABEL_SANDBOX, network_name, sandbox_id
 from sandbox.runtime.lifecycle import HostTarget
 from sandbox.runtime.processes import free_port

@@ -8,9 +8,8 @@ import pytest
 
 from sandbox import images
 from sandbox.errors import RunError
-from sandbox.runtime import state
+from sandbox.runtime import docker, state
 from sandbox.runtime.base import UpOptions
-from sandbox.runtime import docker
 from sandbox.runtime.docker import LABEL_SANDBOX, network_name, sandbox_id
 from sandbox.runtime.processes import free_port
 
