@@ -18,6 +18,8 @@ CLI: `python -m sandbox.images {build,tags,prune,wheelhouse}`; see docs/docker.m
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +27,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -291,37 +294,52 @@ def manylinux_platforms(arch: str) -> list[str]:
 def ensure_wheelhouse(
     dest: Path | None = None, arch: str | None = None, force: bool = False
 ) -> Path:
-    """Download the images' dependencies as wheels for bookworm's Python into `dest`, with the
-    host's pip (its index, proxy and CA settings). Skipped when `dest` already holds the wheels of
-    the current pins; a changed pin replaces the whole wheelhouse (one version of each package)."""
-    dest = dest or wheelhouse_dir()
+    """Download the images' dependencies as wheels for bookworm's Python, with the host's pip (its
+    index, proxy and CA settings). By default into `<wheelhouse dir>/<hash of the pins>`, one
+    folder per set of pins, so checkouts with different pins on one machine never rewrite each
+    other's wheels; the download runs under a lock and lands by rename."""
     arch = arch or daemon_arch()
     constraints = _constraints()
     stamp = hashlib.sha256(
         json.dumps([runtime_requirements(), constraints, arch, PYTHON_VERSION]).encode()
     ).hexdigest()
-    if not force and (dest / ".stamp").is_file() and (dest / ".stamp").read_text() == stamp:
-        return dest
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    _write_requirements(tmp, constraints)
-    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet"]
-    cmd += ["--only-binary=:all:"]
-    for tag in manylinux_platforms(arch):
-        cmd += ["--platform", tag]
-    cmd += ["--python-version", PYTHON_VERSION, "--implementation", "cp"]
-    cmd += ["--abi", f"cp{PYTHON_VERSION.replace('.', '')}"]
-    cmd += ["-d", str(tmp), "-r", str(tmp / "requirements.txt")]
-    with step(f"downloading the images' wheels for Python {PYTHON_VERSION}/{arch} into {dest}"):
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
+    dest = dest or wheelhouse_dir() / stamp[:HASH_LENGTH]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(dest.with_name(f".{dest.name}.lock")):
+        if not force and (dest / ".stamp").is_file() and (dest / ".stamp").read_text() == stamp:
+            return dest
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        try:
+            _write_requirements(tmp, constraints)
+            cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check"]
+            cmd += ["--quiet", "--only-binary=:all:"]
+            for tag in manylinux_platforms(arch):
+                cmd += ["--platform", tag]
+            cmd += ["--python-version", PYTHON_VERSION, "--implementation", "cp"]
+            cmd += ["--abi", f"cp{PYTHON_VERSION.replace('.', '')}"]
+            cmd += ["-d", str(tmp), "-r", str(tmp / "requirements.txt")]
+            with step(
+                f"downloading the images' wheels for Python {PYTHON_VERSION}/{arch} into {dest}"
+            ):
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    errors = [ln for ln in proc.stderr.splitlines() if not ln.startswith("WARNING")]
+                    raise RunError("pip download failed:\n" + "\n".join(errors[-15:]))
+            (tmp / ".stamp").write_text(stamp)
+            shutil.rmtree(dest, ignore_errors=True)
+            tmp.rename(dest)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            errors = [ln for ln in proc.stderr.splitlines() if not ln.startswith("WARNING")]
-            raise RunError("pip download failed:\n" + "\n".join(errors[-15:]))
-    (tmp / ".stamp").write_text(stamp)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
     return dest
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (two checkouts, two shells) on a cache entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -333,10 +351,16 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def context_dir(spec: ImageSpec) -> Path:
+    """The build context of `spec`: one directory per image and content hash (a rebuild of the same
+    content reuses it, so BuildKit's context transfer is incremental); `build_spec` holds its lock
+    while it is staged and built."""
+    return cache_dir() / "build-context" / f"{spec.name.replace('/', '_')}-{content_hash(spec)}"
+
+
 def stage_context(spec: ImageSpec, wheelhouse: Path | None) -> Path:
-    """The build context of `spec`: a fixed directory per image (so BuildKit's context transfer is
-    incremental), laid out like the repository, with `wheelhouse/`."""
-    ctx = cache_dir() / "build-context" / spec.name.replace("/", "_")
+    """Lay out `spec`'s build context like the repository, with `wheelhouse/`."""
+    ctx = context_dir(spec)
     shutil.rmtree(ctx, ignore_errors=True)
     for rel in spec.files():
         _link_or_copy(REPO_ROOT / rel, ctx / rel)
@@ -383,7 +407,20 @@ def build_spec(
         print(f"✓ {wanted} is up to date", file=sys.stderr)
         return wanted
     binary = buildkit_binary(env)
-    ctx = stage_context(spec, wheelhouse)
+    with _file_lock(context_dir(spec).with_suffix(".lock")):
+        _build(spec, binary, wanted, tag, no_cache, env, stage_context(spec, wheelhouse))
+    return wanted
+
+
+def _build(
+    spec: ImageSpec,
+    binary: str,
+    wanted: str,
+    tag: str,
+    no_cache: bool,
+    env: dict[str, str] | None,
+    ctx: Path,
+) -> None:
     cmd = [binary, "build", "--progress=plain", "-f", str(ctx / DOCKERFILE), "--target", spec.stage]
     cmd += ["--build-arg", f"BASE_IMAGE={base_image()}"]
     if no_cache:
@@ -413,7 +450,6 @@ def build_spec(
         lines = log.read_text(errors="replace").splitlines()
         raise RunError(f"building {wanted} failed; last lines of {log}:\n" + _tail(lines, 25))
     shutil.rmtree(ctx, ignore_errors=True)
-    return wanted
 
 
 def _tail(lines: list[str], n: int) -> str:
