@@ -303,7 +303,10 @@ def ensure_wheelhouse(
     stamp = hashlib.sha256(
         json.dumps([runtime_requirements(), constraints, arch, PYTHON_VERSION]).encode()
     ).hexdigest()
-    dest = dest or wheelhouse_dir() / stamp[:HASH_LENGTH]
+    if dest is None:
+        root = wheelhouse_dir()
+        # A wheelhouse prepared elsewhere (`--dest DIR`, then SANDBOX_WHEELHOUSE=DIR) is used as is.
+        dest = root if (root / ".stamp").is_file() else root / stamp[:HASH_LENGTH]
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(dest.with_name(f".{dest.name}.lock")):
         if not force and (dest / ".stamp").is_file() and (dest / ".stamp").read_text() == stamp:
