@@ -132,7 +132,8 @@ def expected_link_pages(wiki: Wiki, title: str) -> list[dict[str, Any]]:
 def test_health_lists_the_fixture_wikis(server: ReplayServer, wikis: dict[str, Wiki]) -> None:
     doc = call(server, path="/__replay__/health").json()
     assert doc["status"] == "ok"
-    assert doc["wikis"] == {host: len(w.pages) for host, w in wikis.items()}
+    assert doc["wikis"] == {host: len(w.pages) for host, w in wikis.items() if w.exists}
+    assert doc["mode"] == "emulate"
     assert {EN, FR} <= set(doc["wikis"])
     assert doc["fault"]["mode"] == "none"
     assert doc["max_limit"] == MAX_LIMIT
@@ -172,11 +173,12 @@ def test_redirects_resolve_only_when_asked(server: ReplayServer, wikis: dict[str
 
 def test_pageids_lookup_and_missing_ids(server: ReplayServer, wikis: dict[str, Wiki]) -> None:
     page = wikis[EN].pages[MIXED]
-    unused = max(wikis[EN].by_id) + 1
-    doc = api(server, pageids=f"{page.pageid}|{unused}")
+    unused = min(wikis[EN].missing_pageids)
+    doc = api(server, pageids=f"{page.pageid}|{unused}|-4")
+    # As ApiQuery lists them: missing ids before the pages found; ids <= 0 are dropped.
     assert doc["query"]["pages"] == [
-        {"pageid": page.pageid, "ns": 0, "title": MIXED},
         {"pageid": unused, "missing": True},
+        {"pageid": page.pageid, "ns": 0, "title": MIXED},
     ]
 
 
@@ -207,7 +209,10 @@ def test_the_host_header_picks_the_wiki(server: ReplayServer, wikis: dict[str, W
     assert api(server, host=FR, titles=fr_page.title)["query"]["pages"][0]["pageid"] == (
         fr_page.pageid
     )
-    assert api(server, host=EN, titles=fr_page.title)["query"]["pages"][0].get("missing") is True
+    # Not in the en fixtures: a clear 501, not a missing page.
+    reply = call(server, {**BASE, "titles": fr_page.title}, host=EN)
+    assert reply.status == 501
+    assert reply.json()["error"]["code"] == "replay-not-in-fixtures"
 
 
 def test_a_language_without_a_wikipedia_redirects_to_the_incubator(server: ReplayServer) -> None:
@@ -237,7 +242,14 @@ def test_links_follow_continuation_to_the_full_list(
     pages = [p for b in batches for p in b.get("query", {}).get("pages", [])]
     expected = expected_link_pages(wikis[EN], title)
     # Pages may repeat across batches (two links to one redirect target); the set is exact.
-    assert [p for i, p in enumerate(pages) if p not in pages[:i]] == expected
+    unique = [p for i, p in enumerate(pages) if p not in pages[:i]]
+    assert sorted(unique, key=json.dumps) == sorted(expected, key=json.dumps)
+    for batch in batches:  # as ApiQuery lists them: red links first, then pages in title order
+        listed = batch.get("query", {}).get("pages", [])
+        red = [p.get("missing", False) for p in listed]
+        assert red == sorted(red, reverse=True)
+        found = [p["title"] for p in listed if "missing" not in p]
+        assert found == sorted(found, key=db_key)
     assert len(batches) == -(-len(wikis[EN].pages[title].links) // MAX_LIMIT)
     for batch in batches[:-1]:
         token = batch["continue"]["gplcontinue"]
@@ -272,7 +284,8 @@ def test_gpllimit_over_the_cap_is_clamped_with_a_warning(
     [
         ({"action": "parse", "page": "X"}, "replay-unsupported"),
         ({"titles": "X", "list": "allpages"}, "replay-unsupported"),
-        ({"titles": "X", "formatversion": "1"}, "replay-unsupported"),
+        ({"titles": "X", "formatversion": "3"}, "badvalue"),
+        ({"action": "parse", "oldid": "1", "prop": "text"}, "replay-unsupported"),
         ({"titles": "X", "generator": "categorymembers"}, "replay-unsupported"),
         ({"titles": "X", "pageids": "1"}, "invalidparammix"),
         ({"pageids": "abc"}, "badinteger"),
@@ -289,7 +302,8 @@ def test_api_errors_have_the_real_shape(
     error = reply.json()["error"]
     assert error["code"] == code
     assert error["info"]
-    assert "docref" in error
+    # formatversion 2 puts the docref under `docref`, formatversion 1 (and an invalid one) `*`
+    assert ("docref" if params.get("formatversion", "2") == "2" else "*") in error
 
 
 def test_request_log_over_http(server: ReplayServer) -> None:
