@@ -82,7 +82,9 @@ class Upstream:
         self._ssl: ssl.SSLContext | bool = True
         if ca_file is not None:
             try:
-                self._ssl = ssl.create_default_context(cafile=str(ca_file))
+                context = ssl.create_default_context()  # the system's CAs, and this one
+                context.load_verify_locations(cafile=str(ca_file))
+                self._ssl = context
             except (OSError, ssl.SSLError) as e:
                 raise ValueError(f"--upstream-ca {ca_file}: cannot load a CA from it: {e}") from e
         self._session: aiohttp.ClientSession | None = None
