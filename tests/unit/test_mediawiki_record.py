@@ -14,7 +14,11 @@ import datetime
 import http.client
 import ipaddress
 import json
+import re
+import signal
 import ssl
+import subprocess
+import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -667,3 +671,51 @@ def test_cli_rejects_bad_record_and_replay_options(
     err = capsys.readouterr().err
     assert problem in err
     assert "Traceback" not in err
+
+
+def _serve_cli(args: list[str]) -> tuple[subprocess.Popen[str], int]:
+    """`ml-sandbox mediawiki ARGS --port 0` in a process; its port from the banner."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from sandbox.cli import main; raise SystemExit(main())",
+         "mediawiki", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    banner = proc.stdout.readline()
+    match = re.search(r"on http://127\.0\.0\.1:(\d+)", banner)
+    if match is None:
+        proc.kill()
+        raise AssertionError(f"no banner: {banner!r} {proc.communicate()[1]}")
+    return proc, int(match.group(1))
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_ml_sandbox_mediawiki_records_then_replays(
+    origin: Origin, tls: Tls, tmp_path: Path
+) -> None:
+    rec, port = _serve_cli(["--record", str(tmp_path), "--upstream", origin.url,
+                            "--upstream-ca", str(tls.ca)])  # fmt: skip
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        live = request(conn, "/w/api.php", TITLE_LOOKUP)
+    finally:
+        err = _stop(rec)
+    assert live.status == 200
+    assert "recorded GET en.wikipedia.org/w/api.php" in err
+    rep, port = _serve_cli(["--replay", str(tmp_path)])
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        assert request(conn, "/w/api.php", TITLE_LOOKUP).exact == live.exact
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        assert request(conn, "/w/api.php", {**TITLE_LOOKUP, "titles": "X"}).status == 501
+    finally:
+        err = _stop(rep)
+    assert "NOT IN THE FIXTURES" in err and "titles=X" in err
