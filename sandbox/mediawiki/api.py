@@ -14,7 +14,7 @@ Formatversion 1: `pages` is an object keyed by page id (missing and invalid titl
 (warnings, parse links, the error's docref), and non-ASCII is escaped unless `utf8` is given.
 Pages are listed as ApiQuery lists them: missing titles, invalid titles, missing page ids, then
 the pages found (in title order; in page id order for `pageids`). A generator over a missing page
-returns no `query`; page ids <= 0 are dropped, as MediaWiki filters them out.
+returns no `query`; page ids <= 0 are missing page ids without asking the fixtures.
 
 What the fixtures do not say is `NotInFixtures`, never a made-up answer: a title or page id they
 do not name, the outlinks of a page known only as a link target, a revision they do not name.
@@ -245,12 +245,12 @@ class _Query:
             for raw in values:
                 self.add_title(raw, result)
             return result
-        ids = sorted({_integer("pageids", raw) for raw in values})
-        for pageid in (i for i in ids if i > 0):  # MediaWiki drops ids out of range
+        ids = list(dict.fromkeys(_integer("pageids", raw) for raw in values))  # request order
+        for pageid in ids:
             page = self.wiki.by_id.get(pageid)
             if page is not None:
                 self.add_existing(page, result)
-            elif pageid in self.wiki.missing_pageids:
+            elif pageid <= 0 or pageid in self.wiki.missing_pageids:  # ids <= 0 never exist
                 result.missing_ids.append({"pageid": pageid, "missing": True})
             else:
                 raise NotInFixtures(f"the fixtures have no page id {pageid} on {self.wiki.host}")

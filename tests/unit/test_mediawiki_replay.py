@@ -175,9 +175,10 @@ def test_pageids_lookup_and_missing_ids(server: ReplayServer, wikis: dict[str, W
     page = wikis[EN].pages[MIXED]
     unused = min(wikis[EN].missing_pageids)
     doc = api(server, pageids=f"{page.pageid}|{unused}|-4")
-    # As ApiQuery lists them: missing ids before the pages found; ids <= 0 are dropped.
+    # As ApiQuery lists them: missing ids before the pages found; ids <= 0 never exist.
     assert doc["query"]["pages"] == [
         {"pageid": unused, "missing": True},
+        {"pageid": -4, "missing": True},
         {"pageid": page.pageid, "ns": 0, "title": MIXED},
     ]
 
