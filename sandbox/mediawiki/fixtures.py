@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 
-_QID = re.compile(r"^Q[1-9][0-9]*$")
-_WIKI = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9.-]+$")
+_QID = re.compile(r"Q[1-9][0-9]*")
+_WIKI = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9.-]+")
 # Synthetic page ids (link targets and redirects without their own id) live above real ones.
 _SYNTHETIC_BASE = 1_000_000_000
 
@@ -53,10 +53,15 @@ class FixtureError(Exception):
     """A fixture file is unreadable or inconsistent; the message names the file and the problem."""
 
 
+# What MediaWiki's title codec turns into one space (and trims): `_`, space and Unicode spaces.
+# Other whitespace (a newline) is an invalid title character, not trimmed.
+_TITLE_SPACES = re.compile(r"[ _\xa0\u1680\u180e\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
+
+
 def normalize_title(raw: str) -> str:
-    """Title normalization as MediaWiki does it on Wikipedias: `_` -> space, spaces collapsed and
+    """Title normalization as MediaWiki does it on Wikipedias: `_` and spaces -> one space,
     trimmed, first letter upper-cased."""
-    title = re.sub(r"[ _]+", " ", raw).strip()
+    title = _TITLE_SPACES.sub(" ", raw).strip(" ")
     return title[:1].upper() + title[1:]
 
 
@@ -70,7 +75,7 @@ def synthetic_pageid(wiki: str, title: str) -> int:
 
 
 def _check_qid(v: str | None) -> str | None:
-    if v is not None and not _QID.match(v):
+    if v is not None and not _QID.fullmatch(v):
         raise ValueError(f"{v!r} is not a Wikidata item id like Q42")
     return v
 
@@ -111,7 +116,7 @@ class FixtureFile(BaseModel):
     @field_validator("wiki")
     @classmethod
     def _wiki(cls, v: str) -> str:
-        if not _WIKI.match(v):
+        if not _WIKI.fullmatch(v):
             raise ValueError(f"{v!r} is not a wiki host name like en.wikipedia.org")
         return v
 

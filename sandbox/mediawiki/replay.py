@@ -97,7 +97,7 @@ _MOVED_PAGE = """<!DOCTYPE html>
 """
 # A language with no Wikipedia: Wikimedia redirects it to the Incubator (missing.php).
 _NO_LANGUAGE = re.compile(
-    r"^([a-z0-9-]+)\.(wikipedia|wiktionary|wikibooks|wikinews|wikiquote|wikivoyage)\.org$"
+    r"([a-z0-9-]+)\.(wikipedia|wiktionary|wikibooks|wikinews|wikiquote|wikivoyage)\.org"
 )
 _INCUBATOR_CODES = {
     "wikipedia": "p",
@@ -134,7 +134,10 @@ REQUESTS_KEY = web.AppKey("requests", RequestLog)
 
 
 def _wiki_host(request: web.Request) -> str:
-    return (request.url.host or "").lower().rstrip(".")
+    """The wiki the Host header names, without its port (which is ignored, even a bad one)."""
+    raw = request.headers.get("Host", "").strip()
+    host = raw[: raw.find("]") + 1] if raw.startswith("[") else raw.split(":", 1)[0]
+    return host.lower().rstrip(".")
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -186,7 +189,7 @@ async def _inject(
 def _no_wiki(host: str, known: list[str]) -> web.Response:
     """What Wikimedia answers for a host with no wiki: a language missing from a project is
     redirected (302) to the Incubator; anything else is 404 "No wiki found"."""
-    missing = _NO_LANGUAGE.match(host)
+    missing = _NO_LANGUAGE.fullmatch(host)
     if missing is None:
         page = _NO_WIKI_PAGE.format(wikis=", ".join(sorted(known)))
         return web.Response(text=page, status=404, content_type="text/html")
@@ -236,6 +239,10 @@ def _recorded(rec: Recording) -> web.Response:
     return web.Response(body=rec.body, status=rec.status, headers=headers)
 
 
+class BadRequest(Exception):
+    """The request cannot be read; the message says why (answered 400)."""
+
+
 async def _read_params(request: web.Request) -> tuple[list[tuple[str, str]], bytes]:
     """The request's parameters (query string, then a form body) in order, and its raw body."""
     items = list(request.query.items())
@@ -243,7 +250,10 @@ async def _read_params(request: web.Request) -> tuple[list[tuple[str, str]], byt
     if request.method not in ("GET", "HEAD") and request.can_read_body:
         body = await request.read()
         if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            form = await request.post()
+            try:
+                form = await request.post()
+            except (ValueError, LookupError, UnicodeDecodeError) as e:
+                raise BadRequest(f"the {request.content_type} body cannot be read: {e}") from e
             items += [(k, v) for k, v in form.items() if isinstance(v, str)]
     return items, body
 
@@ -289,7 +299,14 @@ async def _record(
             recorded_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             upstream=upstream.describe(host),
         )
-        path = store.save(rec)
+        try:
+            path = store.save(rec)
+        except OSError as e:
+            log.error("record: cannot write the recording of %s: %s", key.describe(), e)
+            body_json = api.error_body(
+                host, "replay-record-failed", f"[replay recorder] cannot write into {e}"
+            )
+            return _json(body_json, 500, {"MediaWiki-API-Error": "replay-record-failed"})
         log.info("recorded %s -> %s", key.describe(), path)
         return _recorded(rec)
     return _recorded(
@@ -300,7 +317,14 @@ async def _record(
 async def handle_wiki(request: web.Request) -> web.StreamResponse:
     """Every wiki request: fault, then record, recording, emulator, or `not in the fixtures`."""
     host = _wiki_host(request)
-    items, body = await _read_params(request)
+    try:
+        items, body = await _read_params(request)
+    except BadRequest as e:
+        return _json(
+            api.error_body(host or "en.wikipedia.org", "replay-bad-request", str(e)),
+            400,
+            {"MediaWiki-API-Error": "replay-bad-request"},
+        )
     params = dict(items)
     key = normalize(request.method, host, request.path, items)
     fault = request.app[FAULTS_KEY].take(host)
@@ -341,7 +365,7 @@ async def handle_wiki(request: web.Request) -> web.StreamResponse:
             return _not_in_fixtures(key, str(e), params)
         return _api_json(api.encode(doc, params), params)
     recorded_hosts = store.hosts() if store is not None else {}
-    if not WIKIMEDIA_HOST.match(host) and host not in recorded_hosts:
+    if not WIKIMEDIA_HOST.fullmatch(host) and host not in recorded_hosts:
         entry["answered_by"] = "no-wiki"
         known = sorted(set(recorded_hosts) | {h for h, w in wikis.items() if w.exists})
         return _no_wiki(host, known)

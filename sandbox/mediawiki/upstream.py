@@ -34,8 +34,8 @@ USER_AGENT = (
 FORWARDED_HEADERS = ("User-Agent", "Accept", "Accept-Language", "Content-Type")
 # Wikimedia's projects: what the default origin may reach.
 WIKIMEDIA_HOST = re.compile(
-    r"^([a-z0-9-]+\.)*(wikipedia|wiktionary|wikibooks|wikinews|wikiquote|wikisource|wikiversity"
-    r"|wikivoyage|wikidata|wikimedia|mediawiki|wikifunctions)\.org$"
+    r"([a-z0-9-]+\.)*(wikipedia|wiktionary|wikibooks|wikinews|wikiquote|wikisource|wikiversity"
+    r"|wikivoyage|wikidata|wikimedia|mediawiki|wikifunctions)\.org"
 )
 
 
@@ -95,7 +95,7 @@ class Upstream:
     def allows(self, host: str) -> bool:
         """Whether a request for `host` may be forwarded."""
         if "{host}" in self.origin:
-            return WIKIMEDIA_HOST.match(host) is not None
+            return WIKIMEDIA_HOST.fullmatch(host) is not None
         return bool(host)
 
     async def forward(
