@@ -150,9 +150,7 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
-def _api_json(
-    text: str, params: dict[str, str], headers: dict[str, str] | None = None
-) -> web.Response:
+def _api_json(text: str, headers: dict[str, str] | None = None) -> web.Response:
     """An Action API answer as MediaWiki sends it (JSON text, `application/json; charset=utf-8`)."""
     return web.Response(
         text=text, content_type="application/json", charset="utf-8", headers=headers
@@ -178,7 +176,7 @@ async def _inject(
             "[replay] Exception caught: Cannot access the database (injected apierror fault).",
             api.formatversion_of(params),
         )
-        return _api_json(api.encode(body, params), params, {"MediaWiki-API-Error": code})
+        return _api_json(api.encode(body, params), {"MediaWiki-API-Error": code})
     if fault.mode is FaultMode.RESET:
         if request.transport is not None:
             request.transport.abort()
@@ -359,26 +357,25 @@ async def handle_wiki(request: web.Request) -> web.StreamResponse:
             doc = api.answer(wiki, params, max_limit=request.app[MAX_LIMIT_KEY])
         except api.ApiError as e:
             doc = api.error_body(host, e.code, e.info, api.formatversion_of(params))
-            return _api_json(api.encode(doc, params), params, {"MediaWiki-API-Error": e.code})
+            return _api_json(api.encode(doc, params), {"MediaWiki-API-Error": e.code})
         except api.NotInFixtures as e:
             entry["answered_by"] = "not-in-fixtures"
             return _not_in_fixtures(key, str(e), params)
-        return _api_json(api.encode(doc, params), params)
+        return _api_json(api.encode(doc, params))
     recorded_hosts = store.hosts() if store is not None else {}
     if not WIKIMEDIA_HOST.fullmatch(host) and host not in recorded_hosts:
         entry["answered_by"] = "no-wiki"
         known = sorted(set(recorded_hosts) | {h for h, w in wikis.items() if w.exists})
         return _no_wiki(host, known)
     entry["answered_by"] = "not-in-fixtures"
+    reasons = []
+    if store is not None:
+        reasons.append(f"no recording in {', '.join(str(d) for d in store.dirs)} matches it")
     if wiki is not None:
-        reason = f"the emulator answers {request.path} only for /w/api.php"
-    elif store is not None:
-        reason = f"no recording in {', '.join(str(d) for d in store.dirs)} matches it"
-        if request.app[EMULATE_KEY]:
-            reason += f", and the emulator has no fixture wiki {host}"
-    else:
-        reason = f"the emulator has no fixture wiki {host}"
-    return _not_in_fixtures(key, reason, params)
+        reasons.append("the emulator answers only /w/api.php")
+    elif request.app[EMULATE_KEY]:
+        reasons.append(f"the emulator has no fixture wiki {host}")
+    return _not_in_fixtures(key, ", and ".join(reasons), params)
 
 
 def mode_of(app: web.Application) -> str:
