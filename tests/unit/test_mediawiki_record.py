@@ -37,11 +37,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sandbox.mediawiki import FixtureError, ReplayServer, api, load_wikis
 from sandbox.mediawiki.recordings import RecordingStore, normalize
 from sandbox.mediawiki.replay import main
+from sandbox.serving.mediawiki import MediaWikiClient, OutlinkResult
 
 pytestmark = pytest.mark.unit
 
 EN = "en.wikipedia.org"
 TARGET = "Sandbox edge case (redirect target)"
+REDIRECT_TITLE = "sandbox_edge_case_(redirect)"  # normalized, then a redirect to TARGET
 MANY = "Sandbox edge case (many outlinks)"
 # Production's outlink-topic-model queries (mwapi 0.6.1 adds format=json and, with continuation,
 # continue=): a formatversion-1 title lookup and a formatversion-2 generator over a page id.
@@ -719,3 +721,28 @@ def test_ml_sandbox_mediawiki_records_then_replays(
     finally:
         err = _stop(rep)
     assert "NOT IN THE FIXTURES" in err and "titles=X" in err
+
+
+def test_an_isvc_client_gets_the_same_answer_from_the_replay(
+    origin: Origin, tls: Tls, tmp_path: Path
+) -> None:
+    """The user's flow: run the isvc's MediaWiki client once through the recorder, then offline
+    against the replay (the outlink transformer's client, continuation included)."""
+
+    def outlinks(url: str) -> OutlinkResult:
+        async def run() -> OutlinkResult:
+            client = MediaWikiClient(url, timeout_s=10)
+            try:
+                return await client.outlinks("en", title=REDIRECT_TITLE)
+            finally:
+                await client.close()
+
+        return asyncio.run(run())
+
+    with recorder(origin, tls, tmp_path) as rec:
+        live = outlinks(rec.url)
+    origin.seen.clear()
+    with ReplayServer(port=0, replay=[tmp_path]) as rep:
+        assert outlinks(rep.url) == live
+    assert origin.seen == []
+    assert live.title == TARGET and live.qids
