@@ -1,4 +1,4 @@
-"""`ml-sandbox mediawiki`: the offline MediaWiki Action API (replay server) in the foreground."""
+"""`ml-sandbox mediawiki`: the MediaWiki replay server (emulate, replay, record), foreground."""
 
 from __future__ import annotations
 
@@ -10,13 +10,22 @@ from sandbox.mediawiki import replay
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "mediawiki",
-        help="serve the offline MediaWiki API (fixture wikis, fault injection) in the foreground",
+        help="serve the wikis' APIs offline (emulate fixtures, replay or record real traffic, "
+        "fault injection) in the foreground",
         description=replay.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
+            "examples:\n"
+            "  ml-sandbox mediawiki                         # emulate the packaged fixture wikis\n"
+            "  ml-sandbox mediawiki --record fixtures/mw    # with internet: record real traffic\n"
+            "  ml-sandbox mediawiki --replay fixtures/mw    # offline: replay it byte for byte\n"
+            "  ml-sandbox mediawiki --replay fixtures/mw --emulate   # recordings, then fixtures\n"
+            "\n"
             "Faults: none, slow (answer after --delay seconds), error500, malformed (non-JSON "
-            "200), apierror (an API error object), reset (drop the connection). "
-            "GET /__replay__/health lists the wikis and the fault in force. "
-            "`ml-sandbox up --mediawiki replay` starts the same server in the background."
+            "200),\napierror (an API error object), reset (drop the connection), in every "
+            "mode.\nGET /__replay__/health shows the mode, the wikis, the recordings and the "
+            "fault in force.\n`ml-sandbox up --mediawiki replay` starts the emulator in the "
+            "background."
         ),
     )
     replay.add_arguments(p)

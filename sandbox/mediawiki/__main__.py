@@ -1,4 +1,5 @@
-"""`python -m sandbox.mediawiki [--host H] [--port N] [--fault MODE] [--max-limit N]`."""
+"""`python -m sandbox.mediawiki [--host H] [--port N] [--record DIR | --replay DIR [--emulate]]
+[--fixtures DIR] [--fault MODE] [--max-limit N]` (see --help)."""
 
 from sandbox.mediawiki.replay import main
 

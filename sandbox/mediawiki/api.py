@@ -1,18 +1,29 @@
-"""The part of the MediaWiki Action API the outlink transformer uses, answered from fixtures.
+"""The emulator: the part of the MediaWiki Action API that Lift Wing's isvcs use, answered from
+the fixture wikis (`fixtures.py`).
 
-`action=query` with `format=json&formatversion=2`: `titles` or `pageids`, `redirects`,
-`prop=pageprops` (`ppprop`), and `generator=links` (`gplnamespace`, `gpllimit`, `gplcontinue`).
-Responses follow the real API's shapes: `normalized`/`redirects`/`pages` under `query`,
-`{"ns": 0, "title": ..., "missing": true}` for missing pages, `invalid`/`invalidreason` for bad
-titles, `continue` with `gplcontinue` (`<pageid>|<ns>|<dbkey>`), and errors as
-`{"error": {"code": ..., "info": ..., "docref": ...}}` with the `MediaWiki-API-Error` header.
-As on a real wiki, generated links come in title order and a generator over a missing page
-returns no `query` at all. Anything else gets an error (code `replay-unsupported`) rather than
-a silently wrong answer.
+Query forms (production's outlink-topic-model and the sandbox's client send these):
+- `action=query` with `titles` or `pageids`, `redirects`, `prop=pageprops` (`ppprop`),
+  and `generator=links` (`gplnamespace`, `gpllimit` up to `max_limit`, `gplcontinue`,
+  `continue`);
+- `action=parse&oldid=N&prop=links`;
+- `format=json` with `formatversion` 1 (the default) or 2 (`latest`).
+
+Responses follow the real API's shapes. Formatversion 2: `pages` is a list, flags are `true`.
+Formatversion 1: `pages` is an object keyed by page id (missing and invalid titles by -1, -2,
+...), a true flag is `""` and a false one is left out, text content is under `*`
+(warnings, parse links, the error's docref), and non-ASCII is escaped unless `utf8` is given.
+Pages are listed as ApiQuery lists them: missing titles, invalid titles, missing page ids, then
+the pages found (in title order; in page id order for `pageids`). A generator over a missing page
+returns no `query`; page ids <= 0 are missing page ids without asking the fixtures.
+
+What the fixtures do not say is `NotInFixtures`, never a made-up answer: a title or page id they
+do not name, the outlinks of a page known only as a link target, a revision they do not name.
+Parameters or values the emulator does not implement are an API error `replay-unsupported`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,13 +34,10 @@ API_MAX_LIMIT = 500  # gpllimit=max for ordinary users on Wikimedia wikis
 MAX_TITLES = 50  # titles/pageids values per request for ordinary users
 MAX_TITLE_BYTES = 255
 
-SUPPORTED_PARAMS = frozenset(
-    {
-        "action",
-        "format",
-        "formatversion",
-        "utf8",
-        "maxlag",
+_MAIN_PARAMS = {"action", "format", "formatversion", "utf8", "ascii", "maxlag", "requestid"}
+QUERY_PARAMS = frozenset(
+    _MAIN_PARAMS
+    | {
         "titles",
         "pageids",
         "redirects",
@@ -42,6 +50,7 @@ SUPPORTED_PARAMS = frozenset(
         "continue",
     }
 )
+PARSE_PARAMS = frozenset(_MAIN_PARAMS | {"oldid", "prop"})
 _INVALID_TITLE_CHARS = re.compile(r"[<>\[\]{}|\x00-\x1f\x7f]")
 
 
@@ -63,31 +72,55 @@ class ApiError(Exception):
         self.info = info
 
 
-@dataclass
-class _PageSet:
-    """What the API reports about a set of requested or generated pages."""
-
-    normalized: list[dict[str, Any]] = field(default_factory=list)
-    redirects: list[dict[str, Any]] = field(default_factory=list)
-    pages: list[dict[str, Any]] = field(default_factory=list)
-    existing: list[Page] = field(default_factory=list)
+class NotInFixtures(Exception):
+    """The fixtures do not say what the wiki would answer; the message says what is lacking."""
 
 
-def error_body(host: str, code: str, info: str) -> dict[str, Any]:
-    return {"error": {"code": code, "info": info, "docref": docref(host)}, "servedby": "replay"}
+def error_body(host: str, code: str, info: str, formatversion: int = 2) -> dict[str, Any]:
+    """MediaWiki's error envelope: `docref` in formatversion 2, `*` in formatversion 1."""
+    ref = "docref" if formatversion == 2 else "*"
+    return {"error": {"code": code, "info": info, ref: docref(host)}, "servedby": "replay"}
+
+
+def formatversion_of(params: dict[str, str]) -> int:
+    """1 or 2 as the request asks (1 when it does not say, or says something invalid)."""
+    return 2 if params.get("formatversion") in ("2", "latest") else 1
+
+
+def encode(body: dict[str, Any], params: dict[str, str]) -> str:
+    """The JSON text as MediaWiki writes it: compact; non-ASCII escaped in formatversion 1 unless
+    `utf8`, and in formatversion 2 only with `ascii`."""
+    if formatversion_of(params) == 2:
+        escape = "ascii" in params
+    else:
+        escape = "utf8" not in params
+        body = _bc(body)
+    return json.dumps(body, ensure_ascii=escape, separators=(",", ":"))
+
+
+def _bc(value: Any) -> Any:
+    """Formatversion 1's flags: true is "", false is left out."""
+    if isinstance(value, dict):
+        return {k: "" if v is True else _bc(v) for k, v in value.items() if v is not False}
+    if isinstance(value, list):
+        return [_bc(v) for v in value]
+    return value
 
 
 def _unsupported(what: str) -> ApiError:
     return ApiError(
         "replay-unsupported",
-        f"The MediaWiki replay server does not support {what}. It answers action=query "
-        "(format=json, formatversion=2) with titles or pageids, redirects, prop=pageprops "
-        "and generator=links.",
+        f"The MediaWiki replay emulator does not support {what}. It answers action=query "
+        "(format=json, formatversion 1 or 2) with titles or pageids, redirects, "
+        "prop=pageprops and generator=links, and action=parse with oldid and prop=links; "
+        "record other requests from the real wiki (ml-sandbox mediawiki --record DIR).",
     )
 
 
 def _split(value: str) -> list[str]:
     """A multi-value parameter: `a|b|c`, or `\\x1f`-separated when it starts with U+001F."""
+    if value == "":
+        return []
     if value.startswith("\x1f"):
         return value[1:].split("\x1f")
     return value.split("|")
@@ -102,17 +135,35 @@ def _integer(name: str, value: str) -> int:
         ) from None
 
 
+@dataclass
+class _PageSet:
+    """What the API reports about a set of requested or generated pages."""
+
+    normalized: list[dict[str, Any]] = field(default_factory=list)
+    redirects: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[dict[str, Any]] = field(default_factory=list)  # titles
+    invalid: list[dict[str, Any]] = field(default_factory=list)
+    missing_ids: list[dict[str, Any]] = field(default_factory=list)
+    existing: list[Page] = field(default_factory=list)
+
+    def add_missing(self, title: str) -> None:
+        entry = {"ns": 0, "title": title, "missing": True}
+        if entry not in self.missing:
+            self.missing.append(entry)
+
+
 class _Query:
     def __init__(self, wiki: Wiki, params: dict[str, str], max_limit: int) -> None:
         self.wiki = wiki
         self.params = params
         self.max_limit = max_limit
+        self.formatversion = formatversion_of(params)
         self.redirects = "redirects" in params
         self.warnings: dict[str, list[str]] = {}
-        props = _split(params["prop"]) if params.get("prop") else []
+        props = _split(params.get("prop", ""))
         for prop in props:
             if prop != "pageprops":
-                raise _unsupported(f'prop "{prop}"')
+                raise _unsupported(f'prop "{prop}" with action=query')
         self.pageprops = bool(props)
         self.ppprop = set(_split(params["ppprop"])) if params.get("ppprop") else None
 
@@ -144,50 +195,37 @@ class _Query:
         page = self.follow(page, result)
         if all(p.pageid != page.pageid for p in result.existing):
             result.existing.append(page)
-            result.pages.append(self.page_json(page))
 
-    def add_title(self, raw: str, result: _PageSet) -> None:
+    def invalid(self, raw: str) -> str | None:
+        """Why `raw` is no valid title, or None."""
         title = normalize_title(raw)
         if not title:
-            result.pages.append(
-                {
-                    "title": raw,
-                    "invalidreason": "The requested page title is empty or contains only the "
-                    "name of a namespace.",
-                    "invalid": True,
-                }
-            )
-            return
+            return "The requested page title is empty or contains only the name of a namespace."
         bad = _INVALID_TITLE_CHARS.search(title)
         if bad:
-            result.pages.append(
-                {
-                    "title": raw,
-                    "invalidreason": "The requested page title contains invalid characters: "
-                    f'"{bad.group()}".',
-                    "invalid": True,
-                }
-            )
-            return
+            return f'The requested page title contains invalid characters: "{bad.group()}".'
         if len(title.encode()) > MAX_TITLE_BYTES:
-            result.pages.append(
-                {
-                    "title": raw,
-                    "invalidreason": "The requested page title is too long. It must be no "
-                    f"longer than {MAX_TITLE_BYTES} bytes in UTF-8 encoding.",
-                    "invalid": True,
-                }
+            return (
+                "The requested page title is too long. It must be no longer than "
+                f"{MAX_TITLE_BYTES} bytes in UTF-8 encoding."
             )
+        return None
+
+    def add_title(self, raw: str, result: _PageSet, generated: bool = False) -> None:
+        reason = self.invalid(raw)
+        if reason is not None:
+            result.invalid.append({"title": raw, "invalidreason": reason, "invalid": True})
             return
-        if title != raw:
+        title = normalize_title(raw)
+        if title != raw and not generated:
             result.normalized.append({"fromencoded": False, "from": raw, "to": title})
         page = self.wiki.page(title)
-        if page is None:
-            missing = {"ns": 0, "title": title, "missing": True}
-            if missing not in result.pages:
-                result.pages.append(missing)
-        else:
+        if page is not None:
             self.add_existing(page, result)
+        elif title in self.wiki.missing:
+            result.add_missing(title)
+        else:
+            raise NotInFixtures(f"the fixtures have no page {title!r} on {self.wiki.host}")
 
     def input_pages(self) -> _PageSet:
         titles, pageids = self.params.get("titles"), self.params.get("pageids")
@@ -196,9 +234,9 @@ class _Query:
                 "invalidparammix", 'The parameters "titles" and "pageids" can not be used together.'
             )
         result = _PageSet()
+        name = "titles" if titles is not None else "pageids"
         values = _split(titles if titles is not None else pageids or "")
         if len(values) > MAX_TITLES:
-            name = "titles" if titles is not None else "pageids"
             raise ApiError(
                 "toomanyvalues",
                 f'Too many values supplied for parameter "{name}". The limit is {MAX_TITLES}.',
@@ -206,14 +244,16 @@ class _Query:
         if titles is not None:
             for raw in values:
                 self.add_title(raw, result)
-        elif pageids:
-            for raw in values:
-                pageid = _integer("pageids", raw)
-                page = self.wiki.by_id.get(pageid)
-                if page is None:
-                    result.pages.append({"pageid": pageid, "missing": True})
-                else:
-                    self.add_existing(page, result)
+            return result
+        ids = list(dict.fromkeys(_integer("pageids", raw) for raw in values))  # request order
+        for pageid in ids:
+            page = self.wiki.by_id.get(pageid)
+            if page is not None:
+                self.add_existing(page, result)
+            elif pageid <= 0 or pageid in self.wiki.missing_pageids:  # ids <= 0 never exist
+                result.missing_ids.append({"pageid": pageid, "missing": True})
+            else:
+                raise NotInFixtures(f"the fixtures have no page id {pageid} on {self.wiki.host}")
         return result
 
     # -- generator=links -----------------------------------------------------------------------
@@ -253,6 +293,12 @@ class _Query:
             _integer("gplnamespace", ns)
         if "0" not in [ns.strip() for ns in namespaces]:
             return [], None  # fixtures only hold namespace-0 links
+        for page in sources:
+            if not page.links_known:
+                raise NotInFixtures(
+                    f"the fixtures do not list the outlinks of {page.title!r} on "
+                    f"{self.wiki.host} (it is only a link target of another fixture page)"
+                )
         limit, start = self.limit(), self.start_after()
         rows = [
             (page.pageid, title)
@@ -265,6 +311,17 @@ class _Query:
         token = f"{rest[0][0]}|0|{db_key(rest[0][1])}" if rest else None
         return [title for _, title in batch], token
 
+    # -- the answer ----------------------------------------------------------------------------
+
+    def pages_json(self, shown: _PageSet, by_id: bool) -> list[dict[str, Any]]:
+        found = sorted(shown.existing, key=lambda p: p.pageid if by_id else db_key(p.title))
+        return [
+            *shown.missing,
+            *shown.invalid,
+            *shown.missing_ids,
+            *(self.page_json(p) for p in found),
+        ]
+
     def answer(self) -> dict[str, Any]:
         generator = self.params.get("generator")
         if generator is not None and generator != "links":
@@ -276,51 +333,87 @@ class _Query:
         body: dict[str, Any] = {"batchcomplete": True}
         query: dict[str, Any] = {}
         if generator is None:
-            shown = inputs
+            shown, by_id = inputs, "pageids" in self.params
         else:
             titles, token = self.generate_links(inputs.existing)
             if token is not None:
                 body["continue"] = {"gplcontinue": token, "continue": "gplcontinue||"}
             shown = _PageSet(normalized=inputs.normalized, redirects=list(inputs.redirects))
+            by_id = False
             for title in titles:
-                page = self.wiki.page(title)
-                if page is None:
-                    missing = {"ns": 0, "title": title, "missing": True}
-                    if missing not in shown.pages:
-                        shown.pages.append(missing)
-                else:
-                    self.add_existing(page, shown)
+                self.add_title(title, shown, generated=True)
         if shown.normalized:
             query["normalized"] = shown.normalized
         if shown.redirects:
             query["redirects"] = shown.redirects
-        if shown.pages:
-            query["pages"] = shown.pages
+        pages = self.pages_json(shown, by_id)
+        if pages:
+            query["pages"] = pages if self.formatversion == 2 else _keyed(pages)
         if self.warnings:
+            key = "warnings" if self.formatversion == 2 else "*"
             body["warnings"] = {
-                module: {"warnings": "\n".join(texts)} for module, texts in self.warnings.items()
+                module: {key: "\n".join(texts)} for module, texts in self.warnings.items()
             }
         if query:
             body["query"] = query
         return body
 
 
+def _keyed(pages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Formatversion 1's `pages`: by page id; pages without one by -1, -2, ... in order."""
+    out: dict[str, dict[str, Any]] = {}
+    fake = 0
+    for page in pages:
+        if "pageid" in page:
+            out[str(page["pageid"])] = page
+        else:
+            fake -= 1
+            out[str(fake)] = page
+    return out
+
+
+def _parse(wiki: Wiki, params: dict[str, str]) -> dict[str, Any]:
+    if "oldid" not in params:
+        raise _unsupported("action=parse without oldid")
+    props = _split(params.get("prop", "text|langlinks|categories|links|templates"))
+    if props != ["links"]:
+        raise _unsupported(f'action=parse with prop "{params.get("prop", "")}" (use prop=links)')
+    oldid = _integer("oldid", params["oldid"])
+    if oldid in wiki.missing_revids or oldid <= 0:
+        raise ApiError("nosuchrevid", f"There is no revision with ID {oldid}.")
+    page = wiki.by_revid.get(oldid)
+    if page is None:
+        raise NotInFixtures(f"the fixtures have no revision {oldid} on {wiki.host}")
+    links: list[dict[str, Any]] = []
+    for title in page.links_in_page_order:
+        entry: dict[str, Any] = {"ns": 0, "title": title, "exists": title in wiki.pages}
+        if formatversion_of(params) == 1:
+            entry = {"ns": 0, "exists": entry["exists"], "*": title}
+        links.append(entry)
+    return {"parse": {"title": page.title, "pageid": page.pageid, "revid": oldid, "links": links}}
+
+
 def answer(wiki: Wiki, params: dict[str, str], max_limit: int = API_MAX_LIMIT) -> dict[str, Any]:
-    """The JSON body for one API request to `wiki`; raises ApiError for an error response."""
-    unknown = sorted(set(params) - SUPPORTED_PARAMS)
+    """The JSON body (before formatversion 1's flag conversion, see `encode`) for one API
+    request to `wiki`. Raises ApiError for an error response and NotInFixtures when the
+    fixtures cannot tell."""
+    action = params.get("action")
+    if action not in ("query", "parse"):
+        raise _unsupported(f'action "{action}"' if action else "requests without action")
+    supported = QUERY_PARAMS if action == "query" else PARSE_PARAMS
+    unknown = sorted(set(params) - supported)
     if unknown:
         raise _unsupported(
-            "parameter"
+            f"with action={action} the parameter"
             + ("s " if len(unknown) > 1 else " ")
             + ", ".join(f'"{name}"' for name in unknown)
         )
-    action = params.get("action")
-    if action != "query":
-        raise _unsupported(f'action "{action}"' if action else "requests without action=query")
     if params.get("format") != "json":
         raise _unsupported(f'format "{params.get("format", "jsonfm")}" (use format=json)')
-    if params.get("formatversion") not in ("2", "latest"):
-        raise _unsupported(
-            f'formatversion "{params.get("formatversion", "1")}" (use formatversion=2)'
-        )
-    return _Query(wiki, params, max_limit).answer()
+    fv = params.get("formatversion", "1")
+    if fv not in ("1", "2", "latest"):
+        raise ApiError("badvalue", f'Unrecognized value for parameter "formatversion": {fv}.')
+    body = _parse(wiki, params) if action == "parse" else _Query(wiki, params, max_limit).answer()
+    if "requestid" in params:  # echoed first, as ApiMain does
+        body = {"requestid": params["requestid"], **body}
+    return body

@@ -6,16 +6,25 @@ A fixture file names a wiki and lists pages with their redirects and namespace-0
     pages:
       - pageid: 30027
         title: Toni Morrison
+        revid: 1234567890                 # optional: its current revision (action=parse&oldid)
         wikibase_item: Q72334
         redirects: [Chloe Wofford]
         links:
           - {title: Beloved (novel), wikibase_item: Q...}
           - {title: A page without an item}
           - {title: A red link, missing: true}
+    missing: [A page that does not exist]  # titles the wiki answers as missing
+    missing_pageids: [999999999]           # page ids it answers as missing
+    missing_revids: [999999999]            # revision ids it answers with `nosuchrevid`
 
-Every link target that is not a fixture page still exists on the wiki (with no outlinks of its
-own) unless marked `missing`; it gets the `pageid` given on the link or a stable synthetic one.
-A redirect is a page of its own whose only link is its target, as on a real wiki.
+Every link target that is not a fixture page still exists on the wiki unless marked `missing`;
+it gets the `pageid` given on the link or a stable synthetic one, and its own outlinks are
+unknown. A redirect is a page of its own whose only link is its target, as on a real wiki.
+
+What the fixtures do not say is not made up: a title, page id or revision they do not name, or
+the outlinks of a page known only as a link target, are "not in the fixtures" (see api.py),
+never "missing". `exists: false` (with no pages) declares a wiki that does not exist, which is
+answered as Wikimedia answers such a host.
 """
 
 from __future__ import annotations
@@ -34,8 +43,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 
-_QID = re.compile(r"^Q[1-9][0-9]*$")
-_WIKI = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9.-]+$")
+_QID = re.compile(r"Q[1-9][0-9]*")
+_WIKI = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9.-]+")
 # Synthetic page ids (link targets and redirects without their own id) live above real ones.
 _SYNTHETIC_BASE = 1_000_000_000
 
@@ -44,10 +53,15 @@ class FixtureError(Exception):
     """A fixture file is unreadable or inconsistent; the message names the file and the problem."""
 
 
+# What MediaWiki's title codec turns into one space (and trims): `_`, space and Unicode spaces.
+# Other whitespace (a newline) is an invalid title character, not trimmed.
+_TITLE_SPACES = re.compile(r"[ _\xa0\u1680\u180e\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
+
+
 def normalize_title(raw: str) -> str:
-    """Title normalization as MediaWiki does it on Wikipedias: `_` -> space, spaces collapsed and
+    """Title normalization as MediaWiki does it on Wikipedias: `_` and spaces -> one space,
     trimmed, first letter upper-cased."""
-    title = re.sub(r"[ _]+", " ", raw).strip()
+    title = _TITLE_SPACES.sub(" ", raw).strip(" ")
     return title[:1].upper() + title[1:]
 
 
@@ -61,7 +75,7 @@ def synthetic_pageid(wiki: str, title: str) -> int:
 
 
 def _check_qid(v: str | None) -> str | None:
-    if v is not None and not _QID.match(v):
+    if v is not None and not _QID.fullmatch(v):
         raise ValueError(f"{v!r} is not a Wikidata item id like Q42")
     return v
 
@@ -83,6 +97,7 @@ class PageSpec(BaseModel):
 
     pageid: int = Field(gt=0)
     title: str = Field(min_length=1)
+    revid: int | None = Field(default=None, gt=0)
     wikibase_item: Qid = None
     redirects: list[str] = Field(default_factory=list)
     links: list[LinkSpec] = Field(default_factory=list)
@@ -92,12 +107,16 @@ class FixtureFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     wiki: str
+    exists: bool = True
     pages: list[PageSpec] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    missing_pageids: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
+    missing_revids: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
 
     @field_validator("wiki")
     @classmethod
     def _wiki(cls, v: str) -> str:
-        if not _WIKI.match(v):
+        if not _WIKI.fullmatch(v):
             raise ValueError(f"{v!r} is not a wiki host name like en.wikipedia.org")
         return v
 
@@ -113,6 +132,10 @@ class Page:
     links: list[str] = field(default_factory=list)
     redirect_to: str | None = None  # set on redirect pages
     source: str = ""  # fixture file that defined it (for error messages)
+    links_known: bool = True  # False for a page known only as a link target
+    revid: int | None = None  # its current revision, if the fixture names it
+    # The links in the order the fixture lists them (action=parse reports them in page order).
+    links_in_page_order: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -123,6 +146,10 @@ class Wiki:
     pages: dict[str, Page] = field(default_factory=dict)
     by_id: dict[int, Page] = field(default_factory=dict)
     missing: set[str] = field(default_factory=set)
+    missing_pageids: set[int] = field(default_factory=set)
+    missing_revids: set[int] = field(default_factory=set)
+    by_revid: dict[int, Page] = field(default_factory=dict)
+    exists: bool = True
 
     def page(self, title: str) -> Page | None:
         return self.pages.get(title)
@@ -142,6 +169,14 @@ class Wiki:
             )
         self.pages[page.title] = page
         self.by_id[page.pageid] = page
+        if page.revid is not None:
+            other_rev = self.by_revid.get(page.revid)
+            if other_rev is not None and other_rev.title != page.title:
+                raise FixtureError(
+                    f"{page.source}: revision {page.revid} of {page.title!r} on {self.host} is "
+                    f"already the revision of {other_rev.title!r} ({other_rev.source})"
+                )
+            self.by_revid[page.revid] = page
 
 
 def _read(path: Path) -> FixtureFile:
@@ -173,6 +208,16 @@ def load_wikis(dirs: list[Path] | None = None) -> dict[str, Wiki]:
     # Pass 1: the pages the fixtures define, so link targets can refer to them in any order.
     for path, fx in parsed:
         wiki = wikis.setdefault(fx.wiki, Wiki(host=fx.wiki))
+        if not fx.exists:
+            if fx.pages or fx.missing or fx.missing_pageids or fx.missing_revids:
+                raise FixtureError(f"{path}: a wiki with `exists: false` has no pages")
+            if wiki.pages:
+                raise FixtureError(f"{path}: {fx.wiki} has pages in another fixture file")
+            wiki.exists = False
+        elif not wiki.exists:
+            raise FixtureError(f"{path}: {fx.wiki} is declared not to exist by another file")
+        wiki.missing_pageids.update(fx.missing_pageids)
+        wiki.missing_revids.update(fx.missing_revids)
         for spec in fx.pages:
             title = normalize_title(spec.title)
             if title in wiki.pages:
@@ -187,6 +232,8 @@ def load_wikis(dirs: list[Path] | None = None) -> dict[str, Wiki]:
                     title=title,
                     wikibase_item=spec.wikibase_item,
                     links=sorted(dict.fromkeys(links), key=db_key),
+                    links_in_page_order=list(dict.fromkeys(links)),
+                    revid=spec.revid,
                     source=str(path),
                 )
             )
@@ -209,6 +256,7 @@ def load_wikis(dirs: list[Path] | None = None) -> dict[str, Wiki]:
                             pageid=synthetic_pageid(fx.wiki, title),
                             title=title,
                             links=[target],
+                            links_in_page_order=[target],
                             redirect_to=target,
                             source=str(path),
                         )
@@ -230,7 +278,25 @@ def load_wikis(dirs: list[Path] | None = None) -> dict[str, Wiki]:
                         title=title,
                         wikibase_item=link.wikibase_item,
                         source=str(path),
+                        links_known=False,
                     )
+                )
+    # Pass 4: titles declared missing.
+    for path, fx in parsed:
+        wiki = wikis[fx.wiki]
+        for raw in fx.missing:
+            title = normalize_title(raw)
+            if title in wiki.pages:
+                raise FixtureError(
+                    f"{path}: {title!r} on {fx.wiki} is declared missing but is a page "
+                    f"({wiki.pages[title].source})"
+                )
+            wiki.missing.add(title)
+        for pageid in fx.missing_pageids:
+            if pageid in wiki.by_id:
+                raise FixtureError(
+                    f"{path}: page id {pageid} on {fx.wiki} is declared missing but is "
+                    f"{wiki.by_id[pageid].title!r}"
                 )
     for wiki in wikis.values():
         log.debug("replay wiki %s: %d pages", wiki.host, len(wiki.pages))

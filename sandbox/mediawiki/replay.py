@@ -1,11 +1,25 @@
-"""The MediaWiki replay server: the Action API of the fixture wikis, with fault injection.
+"""The MediaWiki replay server: the wikis' APIs offline, with fault injection, in three modes.
+
+- emulate (the default): the Action API answered from fixture wikis (`api.py`, `fixtures.py`);
+- replay (`--replay DIR`): recorded exchanges answered byte for byte (`recordings.py`), with the
+  emulator as well when `--emulate` or `--fixtures` is given (recordings win);
+- record (`--record DIR`): every request forwarded to the real wiki over HTTPS (`upstream.py`)
+  and its answer stored in DIR.
+
+A request that neither a recording nor the emulator's fixtures can answer gets HTTP 501 with an
+API error `replay-not-in-fixtures` that names the normalized request and how to record it;
+it is never answered as a missing page.
 
 Routes:
-  GET|POST /w/api.php          the API of the wiki named by the Host header (en.wikipedia.org).
-                               As on Wikimedia (missing.php), a language with no Wikipedia
-                               (xx.wikipedia.org) is redirected (302) to the Incubator, and a
-                               host naming no project gets 404 "No wiki found".
-  GET  /__replay__/health      {"status": "ok", "wikis": [...], "fault": ..., "max_limit": N}
+  GET|POST /w/api.php          the Action API of the wiki named by the Host header
+                               (en.wikipedia.org). A wiki the fixtures declare nonexistent is
+                               answered as Wikimedia does (missing.php): a language with no
+                               Wikipedia (xx.wikipedia.org) is redirected (302) to the Incubator;
+                               a host naming no Wikimedia project gets 404 "No wiki found".
+  *    /w/rest.php/...         the REST API (record and replay only).
+  *    /api/rest_v1/...        Wikimedia's REST API (record and replay only).
+  GET  /__replay__/health      {"status": "ok", "mode": ..., "wikis": {...}, "recordings": {...},
+                               "fault": ..., "max_limit": N}
   GET  /__replay__/fault       the faults in force
   POST /__replay__/fault       set one: {"mode": "slow", "delay_s": 10, "wiki": "en.wikipedia.org",
                                "after": 0, "times": null}; {"mode": "none"} clears them.
@@ -29,6 +43,7 @@ import sys
 import threading
 import urllib.parse
 from collections import deque
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +52,14 @@ from aiohttp import web
 from sandbox.mediawiki import api
 from sandbox.mediawiki.faults import Fault, FaultMode, FaultSpecError, FaultState
 from sandbox.mediawiki.fixtures import FixtureError, Wiki, load_wikis
+from sandbox.mediawiki.recordings import Recording, RecordingStore, RequestKey, normalize
+from sandbox.mediawiki.upstream import (
+    DEFAULT_ORIGIN,
+    DEFAULT_TIMEOUT_S,
+    WIKIMEDIA_HOST,
+    Upstream,
+    UpstreamFailure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +68,18 @@ DEFAULT_PORT = 8090
 WIKIS_KEY = web.AppKey("wikis", dict[str, Wiki])
 FAULTS_KEY = web.AppKey("faults", FaultState)
 MAX_LIMIT_KEY = web.AppKey("max_limit", int)
+RECORDINGS_KEY = web.AppKey("recordings", RecordingStore)
+UPSTREAM_KEY = web.AppKey("upstream", Upstream)
+EMULATE_KEY = web.AppKey("emulate", bool)
+NOT_IN_FIXTURES = "replay-not-in-fixtures"
+NOT_IN_FIXTURES_STATUS = 501
+HOW_TO_RECORD = (
+    "Record it once with internet access: start `ml-sandbox mediawiki --record DIR` (or "
+    "`python -m sandbox.mediawiki --record DIR`), point the isvc at it (WIKI_URL=<its URL>), "
+    "send the same request, commit DIR, and serve it with `--replay DIR`. For a synthetic "
+    "case, add the page to an emulator fixture instead (--fixtures DIR; see "
+    "sandbox/mediawiki/README.md)."
+)
 
 _ERROR_500_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Wikimedia Error</title></head>
@@ -62,7 +97,7 @@ _MOVED_PAGE = """<!DOCTYPE html>
 """
 # A language with no Wikipedia: Wikimedia redirects it to the Incubator (missing.php).
 _NO_LANGUAGE = re.compile(
-    r"^([a-z0-9-]+)\.(wikipedia|wiktionary|wikibooks|wikinews|wikiquote|wikivoyage)\.org$"
+    r"([a-z0-9-]+)\.(wikipedia|wiktionary|wikibooks|wikinews|wikiquote|wikivoyage)\.org"
 )
 _INCUBATOR_CODES = {
     "wikipedia": "p",
@@ -99,7 +134,10 @@ REQUESTS_KEY = web.AppKey("requests", RequestLog)
 
 
 def _wiki_host(request: web.Request) -> str:
-    return (request.url.host or "").lower().rstrip(".")
+    """The wiki the Host header names, without its port (which is ignored, even a bad one)."""
+    raw = request.headers.get("Host", "").strip()
+    host = raw[: raw.find("]") + 1] if raw.startswith("[") else raw.split(":", 1)[0]
+    return host.lower().rstrip(".")
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -112,7 +150,16 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
-async def _inject(request: web.Request, fault: Fault) -> web.StreamResponse | None:
+def _api_json(text: str, headers: dict[str, str] | None = None) -> web.Response:
+    """An Action API answer as MediaWiki sends it (JSON text, `application/json; charset=utf-8`)."""
+    return web.Response(
+        text=text, content_type="application/json", charset="utf-8", headers=headers
+    )
+
+
+async def _inject(
+    request: web.Request, fault: Fault, params: dict[str, str]
+) -> web.StreamResponse | None:
     """The response for an injected fault, or None to answer normally."""
     if fault.mode is FaultMode.SLOW:
         await asyncio.sleep(fault.delay_s)
@@ -122,12 +169,14 @@ async def _inject(request: web.Request, fault: Fault) -> web.StreamResponse | No
     if fault.mode is FaultMode.MALFORMED:
         return web.Response(text=_MALFORMED_BODY, content_type="application/json")
     if fault.mode is FaultMode.APIERROR:
+        code = "internal_api_error_DBConnectionError"
         body = api.error_body(
             _wiki_host(request),
-            "internal_api_error_DBConnectionError",
+            code,
             "[replay] Exception caught: Cannot access the database (injected apierror fault).",
+            api.formatversion_of(params),
         )
-        return _json(body, headers={"MediaWiki-API-Error": body["error"]["code"]})
+        return _api_json(api.encode(body, params), {"MediaWiki-API-Error": code})
     if fault.mode is FaultMode.RESET:
         if request.transport is not None:
             request.transport.abort()
@@ -135,12 +184,12 @@ async def _inject(request: web.Request, fault: Fault) -> web.StreamResponse | No
     return None
 
 
-def _no_wiki(host: str, wikis: dict[str, Wiki]) -> web.Response:
+def _no_wiki(host: str, known: list[str]) -> web.Response:
     """What Wikimedia answers for a host with no wiki: a language missing from a project is
     redirected (302) to the Incubator; anything else is 404 "No wiki found"."""
-    missing = _NO_LANGUAGE.match(host)
+    missing = _NO_LANGUAGE.fullmatch(host)
     if missing is None:
-        page = _NO_WIKI_PAGE.format(wikis=", ".join(sorted(wikis)))
+        page = _NO_WIKI_PAGE.format(wikis=", ".join(sorted(known)))
         return web.Response(text=page, status=404, content_type="text/html")
     lang, project = missing.groups()
     url = (
@@ -155,45 +204,203 @@ def _no_wiki(host: str, wikis: dict[str, Wiki]) -> web.Response:
     )
 
 
-async def handle_api(request: web.Request) -> web.StreamResponse:
-    host = _wiki_host(request)
-    params: dict[str, str] = dict(request.query)
-    if request.method == "POST":
-        params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
-    fault = request.app[FAULTS_KEY].take(host)
-    request.app[REQUESTS_KEY].add(
-        {
-            "wiki": host,
-            "method": request.method,
-            "params": params,
-            "user_agent": request.headers.get("User-Agent", ""),
-            "fault": fault.mode.value,
-        }
+def not_in_fixtures_body(key: RequestKey, reason: str, formatversion: int = 2) -> dict[str, Any]:
+    """The error envelope of a request the server cannot answer from its fixtures."""
+    info = (
+        f"This request is not in the fixtures of the MediaWiki replay server: {reason}. "
+        f"Request (normalized): {key.describe()}. It is not answered as a missing page. "
+        + HOW_TO_RECORD
     )
-    faulted = await _inject(request, fault)
+    body = api.error_body(key.host, NOT_IN_FIXTURES, info, formatversion)
+    body["error"]["request"] = key.to_json()
+    body["error"]["record"] = HOW_TO_RECORD
+    return body
+
+
+def _not_in_fixtures(key: RequestKey, reason: str, params: dict[str, str]) -> web.Response:
+    log.warning(
+        "NOT IN THE FIXTURES (%s): %s -- record it with --record DIR", reason, key.describe()
+    )
+    body = not_in_fixtures_body(key, reason, api.formatversion_of(params))
+    return _json(
+        body,
+        NOT_IN_FIXTURES_STATUS,
+        {"MediaWiki-API-Error": NOT_IN_FIXTURES, "X-Replay-Error": NOT_IN_FIXTURES},
+    )
+
+
+def _recorded(rec: Recording) -> web.Response:
+    """A recorded answer, byte for byte."""
+    headers = {name.title(): value for name, value in rec.headers.items()}
+    if rec.content_type:
+        headers["Content-Type"] = rec.content_type
+    return web.Response(body=rec.body, status=rec.status, headers=headers)
+
+
+class BadRequest(Exception):
+    """The request cannot be read; the message says why (answered 400)."""
+
+
+async def _read_params(request: web.Request) -> tuple[list[tuple[str, str]], bytes]:
+    """The request's parameters (query string, then a form body) in order, and its raw body."""
+    items = list(request.query.items())
+    body = b""
+    if request.method not in ("GET", "HEAD") and request.can_read_body:
+        body = await request.read()
+        if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            try:
+                form = await request.post()
+            except (ValueError, LookupError, UnicodeDecodeError) as e:
+                raise BadRequest(f"the {request.content_type} body cannot be read: {e}") from e
+            items += [(k, v) for k, v in form.items() if isinstance(v, str)]
+    return items, body
+
+
+async def _record(
+    request: web.Request, key: RequestKey, body: bytes, entry: dict[str, Any]
+) -> web.Response:
+    upstream, store = request.app[UPSTREAM_KEY], request.app[RECORDINGS_KEY]
+    host = key.host
+    if not upstream.allows(host):
+        entry["answered_by"] = "refused"
+        return _json(
+            {
+                "error": {
+                    "code": "replay-not-a-wiki",
+                    "info": f"{host!r} is not a Wikimedia wiki, so the recorder does not forward "
+                    "it (give --upstream ORIGIN to record from another MediaWiki)",
+                },
+                "servedby": "replay",
+            },
+            404,
+        )
+    try:
+        answer = await upstream.forward(
+            request.method, host, request.raw_path, dict(request.headers), body
+        )
+    except UpstreamFailure as e:
+        entry["answered_by"] = "upstream-failed"
+        log.warning("record: %s: %s", key.describe(), e)
+        body_json = api.error_body(host, e.code, f"[replay recorder] {e}")
+        return _json(body_json, e.status, {"MediaWiki-API-Error": e.code})
+    entry["answered_by"] = "upstream"
+    if answer.status >= 500:
+        # A wiki's 5xx is transient: passed on, never made a fixture.
+        log.warning("record: not recorded (HTTP %d): %s", answer.status, key.describe())
+    else:
+        rec = Recording(
+            key=key,
+            status=answer.status,
+            content_type=answer.content_type,
+            body=answer.body,
+            headers=answer.headers,
+            recorded_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            upstream=upstream.describe(host),
+        )
+        try:
+            path = store.save(rec)
+        except OSError as e:
+            log.error("record: cannot write the recording of %s: %s", key.describe(), e)
+            body_json = api.error_body(
+                host, "replay-record-failed", f"[replay recorder] cannot write into {e}"
+            )
+            return _json(body_json, 500, {"MediaWiki-API-Error": "replay-record-failed"})
+        log.info("recorded %s -> %s", key.describe(), path)
+        return _recorded(rec)
+    return _recorded(
+        Recording(key, answer.status, answer.content_type, answer.body, answer.headers)
+    )
+
+
+async def handle_wiki(request: web.Request) -> web.StreamResponse:
+    """Every wiki request: fault, then record, recording, emulator, or `not in the fixtures`."""
+    host = _wiki_host(request)
+    try:
+        items, body = await _read_params(request)
+    except BadRequest as e:
+        return _json(
+            api.error_body(host or "en.wikipedia.org", "replay-bad-request", str(e)),
+            400,
+            {"MediaWiki-API-Error": "replay-bad-request"},
+        )
+    params = dict(items)
+    key = normalize(request.method, host, request.path, items)
+    fault = request.app[FAULTS_KEY].take(host)
+    entry: dict[str, Any] = {
+        "wiki": host,
+        "method": request.method,
+        "path": request.path,
+        "params": params,
+        "user_agent": request.headers.get("User-Agent", ""),
+        "fault": fault.mode.value,
+        "answered_by": "fault",
+    }
+    request.app[REQUESTS_KEY].add(entry)
+    faulted = await _inject(request, fault, params)
     if faulted is not None:
         return faulted
+    if UPSTREAM_KEY in request.app:
+        return await _record(request, key, body, entry)
+    store = request.app.get(RECORDINGS_KEY)
+    rec = store.get(key) if store is not None else None
+    if rec is not None:
+        entry["answered_by"] = "recording"
+        return _recorded(rec)
     wikis = request.app[WIKIS_KEY]
-    wiki = wikis.get(host)
-    if wiki is None:
-        return _no_wiki(host, wikis)
-    try:
-        body = api.answer(wiki, params, max_limit=request.app[MAX_LIMIT_KEY])
-    except api.ApiError as e:
-        return _json(api.error_body(host, e.code, e.info), headers={"MediaWiki-API-Error": e.code})
-    return _json(body)
+    wiki = wikis.get(host) if request.app[EMULATE_KEY] else None
+    if wiki is not None and not wiki.exists:
+        entry["answered_by"] = "emulator"
+        return _no_wiki(host, [h for h, w in wikis.items() if w.exists])
+    if wiki is not None and request.path == "/w/api.php":
+        entry["answered_by"] = "emulator"
+        try:
+            doc = api.answer(wiki, params, max_limit=request.app[MAX_LIMIT_KEY])
+        except api.ApiError as e:
+            doc = api.error_body(host, e.code, e.info, api.formatversion_of(params))
+            return _api_json(api.encode(doc, params), {"MediaWiki-API-Error": e.code})
+        except api.NotInFixtures as e:
+            entry["answered_by"] = "not-in-fixtures"
+            return _not_in_fixtures(key, str(e), params)
+        return _api_json(api.encode(doc, params))
+    recorded_hosts = store.hosts() if store is not None else {}
+    if not WIKIMEDIA_HOST.fullmatch(host) and host not in recorded_hosts:
+        entry["answered_by"] = "no-wiki"
+        known = sorted(set(recorded_hosts) | {h for h, w in wikis.items() if w.exists})
+        return _no_wiki(host, known)
+    entry["answered_by"] = "not-in-fixtures"
+    reasons = []
+    if store is not None:
+        reasons.append(f"no recording in {', '.join(str(d) for d in store.dirs)} matches it")
+    if wiki is not None:
+        reasons.append("the emulator answers only /w/api.php")
+    elif request.app[EMULATE_KEY]:
+        reasons.append(f"the emulator has no fixture wiki {host}")
+    return _not_in_fixtures(key, ", and ".join(reasons), params)
+
+
+def mode_of(app: web.Application) -> str:
+    if UPSTREAM_KEY in app:
+        return "record"
+    if RECORDINGS_KEY in app:
+        return "replay+emulate" if app[EMULATE_KEY] else "replay"
+    return "emulate"
 
 
 async def handle_health(request: web.Request) -> web.Response:
-    wikis = request.app[WIKIS_KEY]
-    return _json(
-        {
-            "status": "ok",
-            "wikis": {host: len(w.pages) for host, w in sorted(wikis.items())},
-            "max_limit": request.app[MAX_LIMIT_KEY],
-            **request.app[FAULTS_KEY].snapshot(),
-        }
-    )
+    app = request.app
+    wikis = app[WIKIS_KEY] if app[EMULATE_KEY] else {}
+    store = app.get(RECORDINGS_KEY)
+    health: dict[str, Any] = {
+        "status": "ok",
+        "mode": mode_of(app),
+        "wikis": {host: len(w.pages) for host, w in sorted(wikis.items()) if w.exists},
+        "recordings": store.hosts() if store is not None else {},
+        "max_limit": app[MAX_LIMIT_KEY],
+    }
+    if UPSTREAM_KEY in app and store is not None:
+        health["record_dir"] = str(store.write_dir)
+        health["upstream"] = app[UPSTREAM_KEY].origin
+    return _json(health | app[FAULTS_KEY].snapshot())
 
 
 async def handle_get_requests(request: web.Request) -> web.Response:
@@ -224,17 +431,39 @@ async def handle_set_fault(request: web.Request) -> web.Response:
 
 
 def make_app(
-    wikis: dict[str, Wiki], faults: FaultState | None = None, max_limit: int = api.API_MAX_LIMIT
+    wikis: dict[str, Wiki],
+    faults: FaultState | None = None,
+    max_limit: int = api.API_MAX_LIMIT,
+    *,
+    recordings: RecordingStore | None = None,
+    upstream: Upstream | None = None,
+    emulate: bool = True,
 ) -> web.Application:
+    """The server's application. `recordings` alone: replay them; with `upstream`: record into
+    `recordings.write_dir`; `emulate`: answer from `wikis` what no recording answers."""
     if not 1 <= max_limit <= api.API_MAX_LIMIT:
         raise ValueError(f"max_limit must be between 1 and {api.API_MAX_LIMIT}")
+    if upstream is not None and (recordings is None or recordings.write_dir is None):
+        raise ValueError("record mode needs a RecordingStore with a write_dir")
     app = web.Application()
     app[WIKIS_KEY] = wikis
     app[FAULTS_KEY] = faults or FaultState()
     app[MAX_LIMIT_KEY] = max_limit
     app[REQUESTS_KEY] = RequestLog()
-    app.router.add_route("GET", "/w/api.php", handle_api)
-    app.router.add_route("POST", "/w/api.php", handle_api)
+    app[EMULATE_KEY] = emulate and upstream is None
+    if recordings is not None:
+        app[RECORDINGS_KEY] = recordings
+    if upstream is not None:
+        app[UPSTREAM_KEY] = upstream
+
+        async def close_upstream(_: web.Application) -> None:
+            await upstream.close()
+
+        app.on_cleanup.append(close_upstream)
+    app.router.add_route("GET", "/w/api.php", handle_wiki)
+    app.router.add_route("POST", "/w/api.php", handle_wiki)
+    app.router.add_route("*", "/w/rest.php/{tail:.*}", handle_wiki)
+    app.router.add_route("*", "/api/rest_v1/{tail:.*}", handle_wiki)
     app.router.add_get("/__replay__/health", handle_health)
     app.router.add_get("/__replay__/fault", handle_get_fault)
     app.router.add_post("/__replay__/fault", handle_set_fault)
@@ -252,6 +481,9 @@ class ReplayServer:
         server.set_fault("none")
         server.stop()
 
+    Modes: the emulator over `fixtures` (default: the packaged ones); `replay=[DIR, ...]`
+    (recordings; add `emulate=True` to fall back on the emulator); `record=DIR` (forward to
+    `upstream`, default https://<wiki host>, trusting `upstream_ca` as well).
     Also a context manager (`with ReplayServer() as server:`).
     """
 
@@ -265,13 +497,31 @@ class ReplayServer:
         fault: Fault | None = None,
         max_limit: int = api.API_MAX_LIMIT,
         access_log: bool = False,
+        replay: list[Path] | None = None,
+        record: Path | None = None,
+        emulate: bool | None = None,
+        upstream: str = DEFAULT_ORIGIN,
+        upstream_ca: Path | None = None,
+        upstream_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.host = host
         self.access_log = access_log
         self.port = port
         self.faults = FaultState(fault)
+        if emulate is None:
+            emulate = (not replay and record is None) or fixtures is not None
+        store = None
+        if record is not None:
+            store = RecordingStore(write_dir=record)
+        elif replay:
+            store = RecordingStore(replay)
         self.app = make_app(
-            wikis if wikis is not None else load_wikis(fixtures), self.faults, max_limit
+            wikis if wikis is not None else (load_wikis(fixtures) if emulate else {}),
+            self.faults,
+            max_limit,
+            recordings=store,
+            upstream=Upstream(upstream, upstream_ca, upstream_timeout_s) if record else None,
+            emulate=emulate,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -282,8 +532,16 @@ class ReplayServer:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def mode(self) -> str:
+        return mode_of(self.app)
+
+    @property
     def wikis(self) -> dict[str, Wiki]:
         return self.app[WIKIS_KEY]
+
+    @property
+    def recordings(self) -> RecordingStore | None:
+        return self.app.get(RECORDINGS_KEY)
 
     @property
     def requests(self) -> RequestLog:
@@ -354,11 +612,15 @@ class ReplayServer:
 # -- command line ------------------------------------------------------------------------------
 
 DESCRIPTION = (
-    "Serve the MediaWiki Action API of the fixture wikis (en.wikipedia.org, ...) offline, so the "
-    "outlink-topic-model transformer runs without Wikipedia. The wiki is chosen by the Host "
-    "header; point an isvc at it with WIKI_URL=http://127.0.0.1:8090. Switch faults at run time "
-    'with: curl -X POST -d \'{"mode": "slow", "delay_s": 10}\' '
-    "http://127.0.0.1:8090/__replay__/fault"
+    "Serve the wikis' APIs (the MediaWiki Action API /w/api.php, the REST API /w/rest.php) "
+    "offline for isvcs, choosing the wiki by the Host header; point an isvc at it with "
+    "WIKI_URL=http://127.0.0.1:8090. Three modes: emulate (default: answers from fixture wikis, "
+    "the packaged ones or --fixtures DIR), replay (--replay DIR: recorded exchanges, byte for "
+    "byte; add --emulate to fall back on the emulator) and record (--record DIR: forwards every "
+    "request to the real wiki over HTTPS and stores it in DIR, for --replay later). A request "
+    "none of them can answer gets HTTP 501 `replay-not-in-fixtures` naming it and how to record "
+    "it. Switch faults at run time in every mode with: "
+    'curl -X POST -d \'{"mode": "slow", "delay_s": 10}\' http://127.0.0.1:8090/__replay__/fault'
 )
 
 
@@ -389,66 +651,129 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=api.API_MAX_LIMIT,
         metavar="N",
-        help="what gpllimit=max means (default: %(default)s like Wikipedia; lower it to get "
-        "continuation with small fixtures)",
+        help="emulator: what gpllimit=max means and the cap on gpllimit (default: %(default)s "
+        "like Wikipedia; lower it to get continuation with small fixtures)",
     )
     parser.add_argument(
         "--fixtures",
         type=Path,
         action="append",
         metavar="DIR",
-        help="directory of *.yaml fixture wikis (repeatable; default: the packaged fixtures)",
+        help="emulator: directory of *.yaml fixture wikis (repeatable; default: the packaged "
+        "fixtures); implies --emulate",
     )
+    modes = parser.add_argument_group("record and replay")
+    modes.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="record mode: forward every request to the real wiki over HTTPS (needs internet) "
+        "and store each exchange as a YAML file under DIR/<wiki>/ (a request recorded again "
+        "replaces its file; a wiki's 5xx is passed on but not stored)",
+    )
+    modes.add_argument(
+        "--replay",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="replay mode: answer the requests recorded in DIR byte for byte (repeatable); "
+        "parameter order and requestid/maxlag/maxage/smaxage do not matter",
+    )
+    modes.add_argument(
+        "--emulate",
+        action="store_true",
+        help="with --replay: answer what no recording matches from the emulator's fixtures "
+        "(default without --replay and --record)",
+    )
+    modes.add_argument(
+        "--upstream",
+        default=DEFAULT_ORIGIN,
+        metavar="ORIGIN",
+        help="record mode: where requests go (default: %(default)s, the wiki named by the Host "
+        "header); an origin without {host} (https://127.0.0.1:8443, an API proxy) gets every "
+        "wiki's requests with the wiki in the Host header",
+    )
+    modes.add_argument(
+        "--upstream-ca",
+        type=Path,
+        metavar="FILE",
+        help="record mode: a PEM CA bundle to trust as well as the system's (a local origin)",
+    )
+    modes.add_argument(
+        "--upstream-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="record mode: how long the wiki may take to answer (default: %(default)s)",
+    )
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"mediawiki replay: error: {message}", file=sys.stderr)
+    return code
 
 
 def serve(args: argparse.Namespace) -> int:
     """Run the replay server in the foreground until interrupted; exit code for the CLI."""
     if not 0 <= args.port <= 65535:
-        print(f"mediawiki replay: error: --port {args.port} is not a TCP port", file=sys.stderr)
-        return 2
+        return _fail(f"--port {args.port} is not a TCP port")
     if not 1 <= args.max_limit <= api.API_MAX_LIMIT:
-        print(
-            f"mediawiki replay: error: --max-limit must be between 1 and {api.API_MAX_LIMIT}",
-            file=sys.stderr,
+        return _fail(f"--max-limit must be between 1 and {api.API_MAX_LIMIT}")
+    if args.record is not None and (args.replay or args.emulate or args.fixtures):
+        return _fail(
+            "--record forwards every request to the wikis; it does not combine with --replay, "
+            "--emulate or --fixtures"
         )
-        return 2
+    if args.record is not None and args.record.exists() and not args.record.is_dir():
+        return _fail(f"--record {args.record}: not a directory")
+    if args.upstream_timeout <= 0:
+        return _fail("--upstream-timeout must be > 0")
     try:
         fault = Fault.parse({"mode": args.fault, "delay_s": args.delay})
-        wikis = load_wikis(args.fixtures)
-    except (FixtureError, FaultSpecError) as e:
-        print(f"mediawiki replay: error: {e}", file=sys.stderr)
-        return 2
-    server = ReplayServer(
-        args.host,
-        args.port,
-        wikis=wikis,
-        fault=fault,
-        max_limit=args.max_limit,
-        access_log=True,
-    )
+        server = ReplayServer(
+            args.host,
+            args.port,
+            fixtures=args.fixtures,
+            fault=fault,
+            max_limit=args.max_limit,
+            access_log=True,
+            replay=args.replay,
+            record=args.record,
+            emulate=True if args.emulate else None,
+            upstream=args.upstream,
+            upstream_ca=args.upstream_ca,
+            upstream_timeout_s=args.upstream_timeout,
+        )
+    except (FixtureError, FaultSpecError, ValueError) as e:
+        return _fail(str(e))
     try:
         server.start()
     except OSError as e:
-        print(
-            f"mediawiki replay: error: cannot listen on {args.host}:{args.port}: {e.strerror}",
-            file=sys.stderr,
-        )
-        return 1
+        return _fail(f"cannot listen on {args.host}:{args.port}: {e.strerror}", 1)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(
-        f"MediaWiki replay serving {', '.join(sorted(wikis))} on {server.url} "
-        f"(fault: {fault.mode.value}, gpllimit max: {args.max_limit}); "
-        f"use WIKI_URL={server.url}",
-        flush=True,
-    )
+    print(f"MediaWiki replay ({_describe(server, args)}) on {server.url}", flush=True)
+    print(f"  fault: {fault.mode.value}; use WIKI_URL={server.url}", flush=True)
     try:
         while not stop.wait(1.0):
             pass
     finally:
         server.stop()
     return 0
+
+
+def _describe(server: ReplayServer, args: argparse.Namespace) -> str:
+    store = server.recordings
+    parts = [f"mode: {server.mode}"]
+    if args.record is not None:
+        parts.append(f"recording into {args.record} from {args.upstream}")
+    elif store is not None:
+        parts.append(f"{len(store)} recorded requests from {', '.join(map(str, args.replay))}")
+    if server.app[EMULATE_KEY]:
+        wikis = sorted(h for h, w in server.wikis.items() if w.exists)
+        parts.append(f"emulating {', '.join(wikis)} (gpllimit max {args.max_limit})")
+    return "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

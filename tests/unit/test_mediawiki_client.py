@@ -149,7 +149,8 @@ def test_the_lang_picks_the_wiki(server: ReplayServer, wikis: dict[str, Wiki]) -
     result = outlinks(server.url, "fr", title=page.title)
     assert result.qids == expected_qids(wikis[FR], page.title)
     assert result.url.startswith(f"https://{FR}/wiki/")
-    with pytest.raises(PageNotFound):
+    # Not a page of the en fixtures: the replay says so (HTTP 501), it does not fake a missing one.
+    with pytest.raises(UpstreamError, match="HTTP 501"):
         outlinks(server.url, "en", title=page.title)
 
 
@@ -209,10 +210,17 @@ def test_missing_or_invalid_pages(server: ReplayServer, page: dict[str, Any]) ->
     assert "does not exist on en.wikipedia.org" in str(info.value)
 
 
-def test_unused_page_id_is_not_found(server: ReplayServer, wikis: dict[str, Wiki]) -> None:
-    unused = max(wikis[EN].by_id) + 1
+def test_missing_page_id_is_not_found(server: ReplayServer, wikis: dict[str, Wiki]) -> None:
+    unused = min(wikis[EN].missing_pageids)
     with pytest.raises(PageNotFound, match=f"page id {unused} does not exist"):
         outlinks(server.url, "en", page_id=unused)
+
+
+def test_a_page_not_in_the_fixtures_is_no_missing_page(server: ReplayServer) -> None:
+    for page in ({"title": "Douglas Adams"}, {"page_id": 8091}):
+        with pytest.raises(UpstreamError, match="HTTP 501") as info:
+            outlinks(server.url, "en", **page)
+        assert not isinstance(info.value, PageNotFound)
 
 
 def test_a_wiki_url_without_the_api_is_an_upstream_error(server: ReplayServer) -> None:
@@ -223,7 +231,7 @@ def test_a_wiki_url_without_the_api_is_an_upstream_error(server: ReplayServer) -
 
 @pytest.mark.parametrize("lang", ["xx-not-a-wiki", "zz"])
 def test_unknown_wiki(server: ReplayServer, wikis: dict[str, Wiki], lang: str) -> None:
-    assert f"{lang}.wikipedia.org" not in wikis
+    assert not wikis[f"{lang}.wikipedia.org"].exists  # declared so by a fixture
     with pytest.raises(UnknownWiki) as info:
         outlinks(server.url, lang, title=TARGET)
     assert isinstance(info.value, InvalidInput)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,7 +133,8 @@ def expected_link_pages(wiki: Wiki, title: str) -> list[dict[str, Any]]:
 def test_health_lists_the_fixture_wikis(server: ReplayServer, wikis: dict[str, Wiki]) -> None:
     doc = call(server, path="/__replay__/health").json()
     assert doc["status"] == "ok"
-    assert doc["wikis"] == {host: len(w.pages) for host, w in wikis.items()}
+    assert doc["wikis"] == {host: len(w.pages) for host, w in wikis.items() if w.exists}
+    assert doc["mode"] == "emulate"
     assert {EN, FR} <= set(doc["wikis"])
     assert doc["fault"]["mode"] == "none"
     assert doc["max_limit"] == MAX_LIMIT
@@ -172,11 +174,13 @@ def test_redirects_resolve_only_when_asked(server: ReplayServer, wikis: dict[str
 
 def test_pageids_lookup_and_missing_ids(server: ReplayServer, wikis: dict[str, Wiki]) -> None:
     page = wikis[EN].pages[MIXED]
-    unused = max(wikis[EN].by_id) + 1
-    doc = api(server, pageids=f"{page.pageid}|{unused}")
+    unused = min(wikis[EN].missing_pageids)
+    doc = api(server, pageids=f"{page.pageid}|{unused}|-4")
+    # As ApiQuery lists them: missing ids before the pages found; ids <= 0 never exist.
     assert doc["query"]["pages"] == [
-        {"pageid": page.pageid, "ns": 0, "title": MIXED},
         {"pageid": unused, "missing": True},
+        {"pageid": -4, "missing": True},
+        {"pageid": page.pageid, "ns": 0, "title": MIXED},
     ]
 
 
@@ -207,7 +211,10 @@ def test_the_host_header_picks_the_wiki(server: ReplayServer, wikis: dict[str, W
     assert api(server, host=FR, titles=fr_page.title)["query"]["pages"][0]["pageid"] == (
         fr_page.pageid
     )
-    assert api(server, host=EN, titles=fr_page.title)["query"]["pages"][0].get("missing") is True
+    # Not in the en fixtures: a clear 501, not a missing page.
+    reply = call(server, {**BASE, "titles": fr_page.title}, host=EN)
+    assert reply.status == 501
+    assert reply.json()["error"]["code"] == "replay-not-in-fixtures"
 
 
 def test_a_language_without_a_wikipedia_redirects_to_the_incubator(server: ReplayServer) -> None:
@@ -237,7 +244,14 @@ def test_links_follow_continuation_to_the_full_list(
     pages = [p for b in batches for p in b.get("query", {}).get("pages", [])]
     expected = expected_link_pages(wikis[EN], title)
     # Pages may repeat across batches (two links to one redirect target); the set is exact.
-    assert [p for i, p in enumerate(pages) if p not in pages[:i]] == expected
+    unique = [p for i, p in enumerate(pages) if p not in pages[:i]]
+    assert sorted(unique, key=json.dumps) == sorted(expected, key=json.dumps)
+    for batch in batches:  # as ApiQuery lists them: red links first, then pages in title order
+        listed = batch.get("query", {}).get("pages", [])
+        red = [p.get("missing", False) for p in listed]
+        assert red == sorted(red, reverse=True)
+        found = [p["title"] for p in listed if "missing" not in p]
+        assert found == sorted(found, key=db_key)
     assert len(batches) == -(-len(wikis[EN].pages[title].links) // MAX_LIMIT)
     for batch in batches[:-1]:
         token = batch["continue"]["gplcontinue"]
@@ -272,7 +286,8 @@ def test_gpllimit_over_the_cap_is_clamped_with_a_warning(
     [
         ({"action": "parse", "page": "X"}, "replay-unsupported"),
         ({"titles": "X", "list": "allpages"}, "replay-unsupported"),
-        ({"titles": "X", "formatversion": "1"}, "replay-unsupported"),
+        ({"titles": "X", "formatversion": "3"}, "badvalue"),
+        ({"action": "parse", "oldid": "1", "prop": "text"}, "replay-unsupported"),
         ({"titles": "X", "generator": "categorymembers"}, "replay-unsupported"),
         ({"titles": "X", "pageids": "1"}, "invalidparammix"),
         ({"pageids": "abc"}, "badinteger"),
@@ -289,7 +304,8 @@ def test_api_errors_have_the_real_shape(
     error = reply.json()["error"]
     assert error["code"] == code
     assert error["info"]
-    assert "docref" in error
+    # formatversion 2 puts the docref under `docref`, formatversion 1 (and an invalid one) `*`
+    assert ("docref" if params.get("formatversion", "2") == "2" else "*") in error
 
 
 def test_request_log_over_http(server: ReplayServer) -> None:
@@ -458,3 +474,64 @@ def test_cli_reports_bad_fixtures_without_a_traceback(
 def test_cli_rejects_a_bad_max_limit(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--port", "0", "--max-limit", "0"]) == 2
     assert "--max-limit" in capsys.readouterr().err
+
+
+# -- bad input is never a 500 ------------------------------------------------------------------
+
+
+def raw_status(server: ReplayServer, request: bytes) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "words"),
+    [
+        pytest.param(
+            b"GET /w/api.php?action=query&format=json&formatversion=2&titles=" + TARGET.replace(
+                " ", "%20").encode() + b" HTTP/1.1\r\nHost: en.wikipedia.org:notaport\r\n\r\n",
+            200, TARGET.encode(), id="bad-port-in-host",
+        ),
+        pytest.param(
+            b"POST /w/api.php HTTP/1.1\r\nHost: en.wikipedia.org\r\nContent-Type: "
+            b"multipart/form-data; boundary=zz\r\nContent-Length: 8\r\n\r\ngarbage!",
+            400, b"replay-bad-request", id="broken-multipart",
+        ),
+        pytest.param(
+            b"POST /w/api.php HTTP/1.1\r\nHost: en.wikipedia.org\r\nContent-Type: "
+            b"application/x-www-form-urlencoded; charset=bogus\r\n"
+            b"Content-Length: 8\r\n\r\naction=q",
+            400, b"replay-bad-request", id="unknown-charset",
+        ),
+        pytest.param(
+            b"GET /w/api.php?action=query&format=json&titles=%ED%A0%80 HTTP/1.1\r\n"
+            b"Host: en.wikipedia.org\r\n\r\n",
+            501, b"replay-not-in-fixtures", id="not-utf8",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_requests_are_never_a_500(
+    server: ReplayServer, request_bytes: bytes, status: int, words: bytes
+) -> None:
+    got, body = raw_status(server, request_bytes.replace(b"\r\n", b"\r\nConnection: close\r\n", 1))
+    assert (got, words in body) == (status, True), body[:300]
+
+
+def test_a_title_with_a_newline_is_invalid_not_trimmed(server: ReplayServer) -> None:
+    # `$` matching before a final newline is the classic slip: MediaWiki trims only spaces.
+    page = api(server, titles=f"{TARGET}\n")["query"]["pages"][0]
+    assert page["invalid"] is True
+
+
+def test_fixture_values_with_a_trailing_newline_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", 'wiki: "en.wikipedia.org\\n"\npages: []\n')
+    with pytest.raises(FixtureError, match="host name"):
+        load_wikis([tmp_path])
+    write(tmp_path, "bad.yaml", EN_HEAD + '  - {pageid: 1, title: A, wikibase_item: "Q1\\n"}\n')
+    with pytest.raises(FixtureError, match="Q42"):
+        load_wikis([tmp_path])
