@@ -14,9 +14,10 @@ from sandbox.catalog import Sample, Service
 from sandbox.errors import CatalogError, RunError
 from sandbox.hints import prog
 from sandbox.runtime import ingress, local, smoke, state, targets
-from sandbox.runtime.base import ComponentStatus, UpOptions
+from sandbox.runtime.base import ComponentStatus, MediaWikiMode, UpOptions
 
 DEFAULT_PORT = int(os.environ.get("SANDBOX_GATEWAY_PORT", "8080"))
+RECORDINGS_DIR = "mediawiki-recordings"
 
 
 def _add_isvc_args(p: argparse.ArgumentParser) -> None:
@@ -43,9 +44,11 @@ def _add_up_args(p: argparse.ArgumentParser, default_target: str) -> None:
     p.add_argument(
         "--mediawiki",
         default="live",
-        metavar="live|replay|URL",
-        help="where isvcs that call MediaWiki send requests: the real wikis (live, default), the "
-        "offline replay server started for you (replay), or a MediaWiki base URL",
+        metavar="live|replay|replay:DIR|record[:DIR]|URL",
+        help="where isvcs that call MediaWiki send requests: the real wikis (live, default); the "
+        "offline replay server's fixture wikis (replay); recordings made with record, then the "
+        "fixtures (replay:DIR); the real wikis through the recorder, which writes every exchange "
+        f"into DIR (record[:DIR], default ./{RECORDINGS_DIR}; local target); or a base URL",
     )
     p.add_argument(
         "--timeout",
@@ -155,9 +158,7 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
         if args.max_body_bytes <= 0:
             raise RunError("--max-body-bytes must be positive")
         env["MAX_BODY_BYTES"] = str(args.max_body_bytes)
-    mw = args.mediawiki
-    if mw not in ("live", "replay") and not mw.startswith(("http://", "https://")):
-        raise RunError(f"--mediawiki must be live, replay or an http(s) URL, got {mw!r}")
+    mw = _mediawiki(args.mediawiki)
     timeout = (
         args.timeout if args.timeout is not None else (900.0 if target == "minikube" else 60.0)
     )
@@ -169,6 +170,26 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
     return UpOptions(
         gateway_port=args.port, mediawiki=mw, timeout_s=timeout, env=env, model_source=source
     )
+
+
+def _mediawiki(value: str) -> str:
+    """--mediawiki, checked, with its folder made absolute (the servers run elsewhere)."""
+    if value in ("live", "replay") or value.startswith(("http://", "https://")):
+        return value
+    if value == "record":
+        value = f"record:{RECORDINGS_DIR}"
+    mode = MediaWikiMode.of(value)
+    if mode is None or not mode.directory:
+        raise RunError(
+            "--mediawiki must be live, replay, replay:DIR, record[:DIR] or an http(s) URL, "
+            f"got {value!r}"
+        )
+    directory = Path(mode.directory).expanduser().resolve()
+    if mode.kind == "replay" and not directory.is_dir():
+        raise RunError(f"--mediawiki {value}: {directory} is not a folder of recordings")
+    if mode.kind == "record":
+        print(f"• recording MediaWiki exchanges into {directory}", file=sys.stderr)
+    return f"{mode.kind}:{directory}"
 
 
 def cmd_up(args: argparse.Namespace) -> int:

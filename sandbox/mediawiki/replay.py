@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -687,17 +688,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     modes.add_argument(
         "--upstream",
-        default=DEFAULT_ORIGIN,
+        default=os.environ.get("SANDBOX_MEDIAWIKI_UPSTREAM", DEFAULT_ORIGIN),
         metavar="ORIGIN",
         help="record mode: where requests go (default: %(default)s, the wiki named by the Host "
-        "header); an origin without {host} (https://127.0.0.1:8443, an API proxy) gets every "
-        "wiki's requests with the wiki in the Host header",
+        "header; SANDBOX_MEDIAWIKI_UPSTREAM sets it for `up --mediawiki record`); an origin "
+        "without {host} (https://127.0.0.1:8443, an API proxy) gets every wiki's requests with "
+        "the wiki in the Host header",
     )
     modes.add_argument(
         "--upstream-ca",
         type=Path,
+        default=os.environ.get("SANDBOX_MEDIAWIKI_UPSTREAM_CA") or None,
         metavar="FILE",
-        help="record mode: a PEM CA bundle to trust as well as the system's (a local origin)",
+        help="record mode: a PEM CA bundle to trust as well as the system's (a local origin); "
+        "default: SANDBOX_MEDIAWIKI_UPSTREAM_CA",
     )
     modes.add_argument(
         "--upstream-timeout",

@@ -11,8 +11,9 @@ from sandbox.catalog import Service
 @dataclass
 class UpOptions:
     gateway_port: int = 8080
-    # "replay": start the MediaWiki replay server and point WIKI_URL at it; "live": real wikis;
-    # or any base URL.
+    # Where isvcs send MediaWiki requests (WIKI_URL): "live" (the real wikis), "replay" (the
+    # replay server's fixture wikis), "replay:DIR" (recordings in DIR, then the fixtures),
+    # "record:DIR" (the real wikis, through the recorder, into DIR), or any base URL.
     mediawiki: str = "live"
     timeout_s: float = 60.0
     # Where the model comes from: "sandbox" (built from the training script), "production"
@@ -21,6 +22,23 @@ class UpOptions:
     model_source: str = "sandbox"
     # Extra env for every component (after service.yaml's), e.g. MAX_BODY_BYTES.
     env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MediaWikiMode:
+    """The replay server's mode, parsed from `UpOptions.mediawiki` (None: no replay server)."""
+
+    kind: str  # emulate | replay | record
+    directory: str | None = None  # absolute
+
+    @classmethod
+    def of(cls, value: str) -> MediaWikiMode | None:
+        if value == "replay":
+            return cls("emulate")
+        kind, sep, directory = value.partition(":")
+        if kind in ("replay", "record") and sep and not directory.startswith("//"):
+            return cls(kind, directory)
+        return None
 
 
 @dataclass

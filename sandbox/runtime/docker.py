@@ -26,8 +26,8 @@ from sandbox import images
 from sandbox.catalog import Component, Service
 from sandbox.errors import RunError
 from sandbox.paths import REPO_ROOT, run_dir
-from sandbox.runtime.base import UpOptions
-from sandbox.runtime.lifecycle import HostTarget, component_env
+from sandbox.runtime.base import MediaWikiMode, UpOptions
+from sandbox.runtime.lifecycle import HostTarget, component_env, replay_mode_args
 from sandbox.runtime.state import ComponentRecord, State
 
 CONTAINER_PORT = 8080
@@ -39,6 +39,7 @@ MEDIAWIKI = "mediawiki"
 LOOPBACK_HOSTS = {"localhost", "::1", "0.0.0.0"}
 # As the local target runs it: a small gpllimit=max so the fixture articles need continuation.
 REPLAY_ARGS = ["--max-limit", "50"]
+RECORDINGS_MOUNT = "/srv/recordings"
 # Container logs rotate by size, as the kubelet rotates a pod's (json-file driver options).
 LOG_OPTS = ["--log-opt", "max-size=10m", "--log-opt", "max-file=3"]
 
@@ -128,7 +129,7 @@ def _labelled(*filters: str) -> list[str]:
 
 def check_mediawiki_url(value: str) -> None:
     """A MediaWiki URL on the host's loopback is the container itself from inside: refuse it."""
-    if value in ("live", "replay"):
+    if value == "live" or MediaWikiMode.of(value):
         return
     host = urllib.parse.urlsplit(value).hostname or ""
     if host in LOOPBACK_HOSTS or host.startswith("127."):
@@ -162,12 +163,19 @@ class DockerBackend:
                 "--target local"
             )
         check_mediawiki_url(opts.mediawiki)
+        mode = MediaWikiMode.of(opts.mediawiki)
+        if mode and mode.kind == "record":
+            raise RunError(
+                "--mediawiki record runs on the local target (the recorder needs the host's "
+                "network and writes into your folder); record there once, then replay the "
+                "recordings on any target with --mediawiki replay:DIR"
+            )
 
     def prepare(self, services: list[Service], opts: UpOptions) -> dict[str, Any]:
         """Build every image in one batch (the wheelhouse and base image are checked once), and
         make sure the sandbox network exists."""
         specs = [images.component_spec(s, n) for s in services for n, _ in s.component_items()]
-        if opts.mediawiki == "replay":
+        if MediaWikiMode.of(opts.mediawiki):
             specs.append(images.replay_spec())
         built = dict(zip([sp.name for sp in specs], images.build_specs(specs), strict=True))
         if _docker("network", "inspect", network_name(), check=False).returncode != 0:
@@ -232,11 +240,14 @@ class DockerBackend:
     def stop(self, comps: list[ComponentRecord]) -> None:
         _remove_containers([c.container for c in comps if c.container])
 
-    def start_replay(self, prepared: dict[str, Any]) -> ComponentRecord:
+    def start_replay(self, prepared: dict[str, Any], mode: MediaWikiMode) -> ComponentRecord:
         container = f"{sandbox_id()}-{MEDIAWIKI}"
         _remove_containers([container])
-        return _run(container, prepared["replay_image"], {LABEL_COMPONENT: MEDIAWIKI},
-                    REPLAY_ARGS, [])  # fmt: skip
+        flags = []
+        if mode.directory:  # replay only (check() refuses record): the recordings, read-only
+            flags = ["--volume", f"{mode.directory}:{RECORDINGS_MOUNT}:ro"]
+        args = [*REPLAY_ARGS, *replay_mode_args(mode, RECORDINGS_MOUNT)]
+        return _run(container, prepared["replay_image"], {LABEL_COMPONENT: MEDIAWIKI}, args, flags)
 
     def replay_url(self, comp: ComponentRecord) -> str:
         return f"http://{comp.container}:{CONTAINER_PORT}"

@@ -42,7 +42,7 @@ from sandbox.hints import prog
 from sandbox.paths import run_dir
 from sandbox.progress import step
 from sandbox.runtime import ingress, processes, smoke, state
-from sandbox.runtime.base import ComponentStatus, UpOptions
+from sandbox.runtime.base import ComponentStatus, MediaWikiMode, UpOptions
 from sandbox.runtime.state import ComponentRecord, IsvcRecord, State
 
 LOG_TAIL_LINES = 25
@@ -137,7 +137,8 @@ class Backend(Protocol):
     def stop(self, comps: list[ComponentRecord]) -> None:
         """Stop components, in the order given."""
 
-    def start_replay(self, prepared: dict[str, Any]) -> ComponentRecord: ...
+    def start_replay(self, prepared: dict[str, Any], mode: MediaWikiMode) -> ComponentRecord:
+        """Start the MediaWiki replay server in `mode` (recorded with `spec` set)."""
 
     def replay_url(self, comp: ComponentRecord) -> str:
         """WIKI_URL for this target's components when MediaWiki is the replay server."""
@@ -159,6 +160,15 @@ class Backend(Protocol):
 def fingerprint(service: Service, plans: dict[str, Any], opts: UpOptions) -> str:
     facts = [plans, service.model.model_dump(), opts.model_source, service.autoscaling.model_dump()]
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def replay_mode_args(mode: MediaWikiMode, directory: str | None) -> list[str]:
+    """The replay server's arguments for `mode`, with the folder as the server sees it."""
+    if mode.kind == "replay":
+        return ["--replay", str(directory), "--emulate"]  # recordings first, then the fixtures
+    if mode.kind == "record":
+        return ["--record", str(directory)]
+    return []
 
 
 def models_root(isvc: str) -> Path:
@@ -226,22 +236,24 @@ class HostTarget:
     def _mediawiki_url(
         self, st: State, opts: UpOptions, prepared: dict[str, Any], undo: _Undo
     ) -> str | None:
-        if opts.mediawiki == "live":
-            return None
-        if opts.mediawiki != "replay":
-            return opts.mediawiki
+        mode = MediaWikiMode.of(opts.mediawiki)
+        if mode is None:
+            return None if opts.mediawiki == "live" else opts.mediawiki
         current = st.mediawiki.get(self.name)
-        if (
-            current
-            and current.image == prepared.get("replay_image")
-            and self.backend.alive(current)
-        ):
+        spec = json.dumps([prepared.get("replay_image"), mode.kind, mode.directory])
+        if current and current.spec == spec and self.backend.alive(current):
             return self.backend.replay_url(current)
         if current:
             self.backend.stop([current])
-        with step(f"starting the MediaWiki replay server ({self.backend.unit})"):
+            del st.mediawiki[self.name]
+            st.save()
+        where = f" into {mode.directory}" if mode.kind == "record" else ""
+        with step(
+            f"starting the MediaWiki replay server ({mode.kind}{where}, {self.backend.unit})"
+        ):
             with critical():
-                comp = self.backend.start_replay(prepared)
+                comp = self.backend.start_replay(prepared, mode)
+                comp.spec = spec
                 st.mediawiki[self.name] = comp
                 undo.mediawiki = True
                 st.save()

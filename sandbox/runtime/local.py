@@ -17,8 +17,8 @@ from typing import Any
 from sandbox.catalog import Component, Service
 from sandbox.paths import REPO_ROOT
 from sandbox.runtime import processes
-from sandbox.runtime.base import UpOptions
-from sandbox.runtime.lifecycle import HostTarget, component_env
+from sandbox.runtime.base import MediaWikiMode, UpOptions
+from sandbox.runtime.lifecycle import HostTarget, component_env, replay_mode_args
 from sandbox.runtime.state import ComponentRecord, State, logs_dir
 
 CONTAINER_MODELS_DIR = "/mnt/models"
@@ -107,10 +107,10 @@ class LocalBackend:
             if comp.process:
                 processes.stop(comp.process)
 
-    def start_replay(self, prepared: dict[str, Any]) -> ComponentRecord:
+    def start_replay(self, prepared: dict[str, Any], mode: MediaWikiMode) -> ComponentRecord:
         port = processes.free_port()
         cmd = [sys.executable, "-m", "sandbox.mediawiki", "--host", "127.0.0.1"]
-        cmd += [*REPLAY_ARGS, "--port", str(port)]
+        cmd += [*REPLAY_ARGS, "--port", str(port), *replay_mode_args(mode, mode.directory)]
         rec = processes.spawn(cmd, logs_dir() / "mediawiki.log", env=dict(os.environ))
         return ComponentRecord("mediawiki", port, process=rec)
 

@@ -55,6 +55,9 @@ class ComponentRecord:
     process: ProcessRecord | None = None
     container: str | None = None
     image: str | None = None
+    # What it was started as, for components whose record alone does not say (the replay
+    # server's mode and folders): compared to tell "up to date" from "restart".
+    spec: str = ""
 
     @property
     def url(self) -> str:
@@ -69,6 +72,7 @@ class ComponentRecord:
             process=ProcessRecord(**proc) if proc else None,
             container=d.get("container"),
             image=d.get("image"),
+            spec=str(d.get("spec", "")),
         )
 
 

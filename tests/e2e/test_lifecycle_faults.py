@@ -245,3 +245,39 @@ def test_logs_into_a_closed_pipe_is_quiet(run_dir):
     )
     assert proc.stdout.count("\n") == 1
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_up_records_mediawiki_then_replays_it_without_the_wiki(run_dir, tmp_path, monkeypatch):
+    """`up --mediawiki record:DIR` sends the isvc's MediaWiki traffic to the wiki (here a local
+    HTTPS origin serving fixture wikis) and records it; `replay:DIR` answers it byte for byte
+    with the wiki gone."""
+    from tests.unit.test_mediawiki_record import Origin, make_tls
+
+    (tmp_path / "tls").mkdir()
+    tls = make_tls(tmp_path / "tls")
+    origin = Origin(tls).start()
+    monkeypatch.setenv("SANDBOX_MEDIAWIKI_UPSTREAM", origin.url)
+    monkeypatch.setenv("SANDBOX_MEDIAWIKI_UPSTREAM_CA", str(tls.ca))
+    svc = catalog.get("outlink-topic-model")
+    body = json.dumps({"lang": "en", "page_title": "Toni Morrison", "threshold": 0.1}).encode()
+    recordings = tmp_path / "recordings"
+    port = free_port()
+
+    def ask() -> tuple[int, bytes]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}{svc.predict_path}", data=body, headers={"Host": svc.host}
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read()
+
+    try:
+        cli("up", svc.name, "--port", str(port), "--mediawiki", f"record:{recordings}")
+        recorded = ask()
+    finally:
+        origin.stop()
+    assert origin.seen and {s["host"] for s in origin.seen} == {"en.wikipedia.org"}
+    files = sorted(recordings.rglob("*.yaml"))
+    assert files and all(f.parent.name == "en.wikipedia.org" for f in files)
+    up = cli("up", svc.name, "--port", str(port), "--mediawiki", f"replay:{recordings}")
+    assert "starting the MediaWiki replay server (replay" in up.stderr  # restarted in its mode
+    assert ask() == recorded

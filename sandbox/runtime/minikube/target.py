@@ -281,6 +281,11 @@ class MinikubeTarget:
                 "--model-source applies to the local and docker targets; on minikube the "
                 "storage-initializer fetches the sandbox model from the S3 store"
             )
+        if opts.mediawiki.startswith(("replay:", "record:")):
+            raise RunError(
+                "--mediawiki replay:DIR and record:DIR run on the local and docker targets; on "
+                "minikube, use --mediawiki replay (the fixture wikis) or live"
+            )
         self._require_cluster()
         env: dict[str, str] = {}
         if opts.mediawiki == "replay":
