@@ -103,7 +103,7 @@ def check_lang(lang: object) -> str:
     """`lang` if it can name a Wikipedia (en, simple, zh-min-nan); else UnknownWiki."""
     if not isinstance(lang, str) or not lang:
         raise UnknownWiki("lang must be a Wikipedia language code like en, fr or zh-min-nan")
-    if len(lang) > _MAX_LANG_LEN or not _LANG.match(lang):
+    if len(lang) > _MAX_LANG_LEN or not _LANG.fullmatch(lang):
         raise UnknownWiki(
             f"lang {lang[:40]!r} is not a Wikipedia language code (like en, fr or zh-min-nan)"
         )

@@ -59,7 +59,7 @@ class OutlinkTopicModel(kserve.Model):
         qids = payload.get("qids")
         if not isinstance(qids, list):
             raise InvalidInput("field 'qids' must be a list of Wikidata item ids")
-        bad = [q for q in qids if not isinstance(q, str) or not QID.match(q)]
+        bad = [q for q in qids if not isinstance(q, str) or not QID.fullmatch(q)]
         if bad:
             raise InvalidInput(f"field 'qids' has values that are not Wikidata ids: {bad[:5]!r}")
         if len(qids) > MAX_QIDS:

@@ -36,7 +36,7 @@ class OutlinkTransformer(kserve.Model):
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict:
         payload = inputs.require_object(payload)
         lang = inputs.text_field(payload, "lang")
-        if not LANG.match(lang):
+        if not LANG.fullmatch(lang):
             raise InvalidInput(f"field 'lang' is not a Wikipedia language code: {lang!r}")
         title = inputs.text_field(payload, "page_title", required=False)
         page_id = inputs.int_field(payload, "page_id")
