@@ -1,11 +1,16 @@
-"""The service catalog: `services/<isvc>/service.yaml`, the single source of truth for each isvc.
+"""The service catalog: each isvc's `service.yaml`, the single source of truth for that isvc.
 
 The CLI, the runtimes, the manifests and the tests read an isvc's facts from here and nowhere else.
-A typo in a service.yaml is a `CatalogError` naming the file and the key.
+The catalog is `services/*/service.yaml` plus the folders in `SANDBOX_SERVICES_PATH` (colon
+separated; `ml-sandbox up --service-dir PATH` adds to it): each a folder with a `service.yaml`,
+or a folder of such folders. An isvc's code may live anywhere (`source:`, e.g. an
+inference-services checkout). A typo in a service.yaml is a `CatalogError` naming the file and
+the key; it blocks only commands about that isvc (or about every isvc, like `--all`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +22,7 @@ from sandbox.errors import CatalogError
 from sandbox.paths import SERVICES_DIR
 
 INGRESS_DOMAIN = "wikimedia.org"
+SERVICES_PATH_ENV = "SANDBOX_SERVICES_PATH"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -34,13 +40,34 @@ class Resources(_Strict):
     limits: ResourceList
 
 
+class Image(_Strict):
+    """The component's production image recipe: a Blubber file and the variant to build."""
+
+    blubber: str = Field(description="Blubber file (v4), relative to the source root")
+    variant: str = Field(default="production", pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")
+
+
 class Component(_Strict):
     """One KServe component (a container in production, a process locally)."""
 
-    entrypoint: str = Field(description="Python file, relative to the service folder")
+    entrypoint: str = Field(description="Python file, relative to the source root")
     args: list[str] = Field(default_factory=list, description="extra args after KServe's own")
     env: dict[str, str] = Field(default_factory=dict)
     resources: Resources
+    requirements: list[str] = Field(
+        default_factory=list,
+        description="the isvc's own requirement files, relative to the source root: the "
+        "component then runs on the stock kserve server in a venv of exactly these pins",
+    )
+    pythonpath: list[str] = Field(
+        default_factory=list, description="folders put on PYTHONPATH, relative to the source root"
+    )
+    image: Image | None = Field(default=None, description="build the image from a Blubber file")
+
+    @property
+    def stock(self) -> bool:
+        """True for an isvc written as plain kserve code with its own pins (run as it is)."""
+        return bool(self.requirements)
 
 
 class Components(_Strict):
@@ -125,6 +152,11 @@ class Service(_Strict):
     name: str = Field(pattern=DNS_LABEL, max_length=45)
     namespace: str = Field(pattern=DNS_LABEL, max_length=63)
     description: str
+    source: str | None = Field(
+        default=None,
+        description="the code's root folder (absolute, ~, or relative to this file's folder); "
+        "default: this folder",
+    )
     components: Components
     model: ModelArtifact
     autoscaling: Autoscaling
@@ -140,6 +172,13 @@ class Service(_Strict):
         if dupes:
             raise ValueError(f"duplicate sample names: {', '.join(dupes)}")
         return self
+
+    @property
+    def source_dir(self) -> Path:
+        """Where entrypoints, requirement files, pythonpath and Blubber files are found."""
+        if self.source is None:
+            return self.dir
+        return (self.dir / Path(self.source).expanduser()).resolve()
 
     @property
     def host(self) -> str:
@@ -191,39 +230,108 @@ def load_file(path: Path) -> Service:
     if not isinstance(raw, dict):
         raise CatalogError(f"{path}: expected a mapping at the top level")
     try:
-        svc = Service.model_validate({**raw, "dir": path.parent})
+        svc = Service.model_validate({**raw, "dir": path.parent.resolve()})
     except ValidationError as e:
         raise CatalogError(_format_error(path, e)) from None
     if svc.name != path.parent.name:
         raise CatalogError(f"{path}: name {svc.name!r} must match its folder {path.parent.name!r}")
-    for label, rel in [("model.build", svc.model.build)] + [
-        (f"components.{n}.entrypoint", c.entrypoint) for n, c in svc.component_items()
-    ]:
-        if not (path.parent / rel).is_file():
-            raise CatalogError(f"{path}: {label}: {rel} does not exist in {path.parent}")
+    src = svc.source_dir
+    if not src.is_dir():
+        raise CatalogError(f"{path}: source: {src} is not a folder")
+    checks = [("model.build", svc.dir / svc.model.build, "file")]
+    for n, c in svc.component_items():
+        where = f"components.{n}"
+        checks.append((f"{where}.entrypoint", src / c.entrypoint, "file"))
+        checks += [(f"{where}.requirements", src / r, "file") for r in c.requirements]
+        checks += [(f"{where}.pythonpath", src / d, "folder") for d in c.pythonpath]
+        if c.image:
+            checks.append((f"{where}.image.blubber", src / c.image.blubber, "file"))
+    for label, file, kind in checks:
+        if not (file.is_file() if kind == "file" else file.is_dir()):
+            raise CatalogError(f"{path}: {label}: {file} is not a {kind}")
     return svc
 
 
-def load_all(services_dir: Path = SERVICES_DIR) -> dict[str, Service]:
-    """Every isvc in the catalog, by name."""
-    services = {}
-    for path in sorted(services_dir.glob("*/service.yaml")):
-        svc = load_file(path)
-        services[svc.name] = svc
-    return services
+def search_path() -> list[Path]:
+    """Where service.yaml files are looked for: services/, then SANDBOX_SERVICES_PATH."""
+    extra = [Path(p).expanduser() for p in os.environ.get(SERVICES_PATH_ENV, "").split(":") if p]
+    return [SERVICES_DIR, *extra]
 
 
-def select(names: list[str], services_dir: Path = SERVICES_DIR) -> list[Service]:
+def add_service_dirs(dirs: list[str]) -> None:
+    """Add folders to the catalog for this process and every process it starts."""
+    for d in dirs:
+        if not Path(d).expanduser().is_dir():
+            raise CatalogError(f"--service-dir {d}: not a folder")
+    current = [p for p in os.environ.get(SERVICES_PATH_ENV, "").split(":") if p]
+    resolved = [str(Path(d).expanduser().resolve()) for d in dirs]
+    os.environ[SERVICES_PATH_ENV] = ":".join(current + resolved)
+
+
+def service_files(dirs: list[Path] | None = None) -> list[Path]:
+    """Every service.yaml in the search path: a folder's own, or its subfolders'."""
+    files: list[Path] = []
+    for d in search_path() if dirs is None else dirs:
+        own = d / "service.yaml"
+        files += [own] if own.is_file() else sorted(d.glob("*/service.yaml"))
+    return files
+
+
+class Catalog:
+    """The isvcs that load, and the files that do not (by the isvc name their folder gives)."""
+
+    def __init__(self, dirs: list[Path] | None = None):
+        self.services: dict[str, Service] = {}
+        self.broken: dict[str, CatalogError] = {}
+        where: dict[str, Path] = {}
+        for path in service_files(dirs):
+            name = path.parent.name
+            if name in where:
+                self.broken[name] = CatalogError(
+                    f"{path}: isvc {name!r} is defined twice (also in {where[name]})"
+                )
+                self.services.pop(name, None)
+                continue
+            where[name] = path
+            try:
+                self.services[name] = load_file(path)
+            except CatalogError as e:
+                self.broken[name] = e
+
+    def known(self) -> str:
+        return ", ".join(self.services) or "(none)"
+
+    def select(self, names: list[str]) -> list[Service]:
+        """The named isvcs, in order: a broken file's own error, or one error naming every
+        unknown isvc and the known ones. Other isvcs' broken files do not matter here."""
+        for name in names:
+            if name in self.broken:
+                raise self.broken[name]
+        unknown = [n for n in names if n not in self.services]
+        if unknown:
+            raise CatalogError(
+                f"unknown isvc {', '.join(map(repr, unknown))}; known: {self.known()}"
+            )
+        return [self.services[n] for n in names]
+
+    def all(self) -> dict[str, Service]:
+        """Every isvc; any broken file is an error (a command about every isvc needs them all)."""
+        if self.broken:
+            raise CatalogError("\n".join(str(e) for e in self.broken.values()))
+        return dict(self.services)
+
+
+def load_all(services_dir: Path | None = None) -> dict[str, Service]:
+    """Every isvc in the catalog, by name (a CatalogError if any service.yaml is broken)."""
+    return Catalog(None if services_dir is None else [services_dir]).all()
+
+
+def select(names: list[str], services_dir: Path | None = None) -> list[Service]:
     """The named isvcs, in order; a CatalogError naming every unknown one and the known ones."""
-    services = load_all(services_dir)
-    unknown = [n for n in names if n not in services]
-    if unknown:
-        known = ", ".join(services) or "(none)"
-        raise CatalogError(f"unknown isvc {', '.join(map(repr, unknown))}; known: {known}")
-    return [services[n] for n in names]
+    return Catalog(None if services_dir is None else [services_dir]).select(names)
 
 
-def get(name: str, services_dir: Path = SERVICES_DIR) -> Service:
+def get(name: str, services_dir: Path | None = None) -> Service:
     return select([name], services_dir)[0]
 
 

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from sandbox import __version__
+from sandbox import __version__, catalog
 from sandbox.commands import manifests, mediawiki, models, runtime, services
 from sandbox.errors import SandboxError
 from sandbox.hints import prog
@@ -27,10 +27,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ml-sandbox {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_service_dir(parser, default=[])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
+    for command in sub.choices.values():
+        _add_service_dir(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_service_dir(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--service-dir",
+        dest="service_dirs",
+        action="append",
+        default=default,
+        metavar="PATH",
+        help="also load isvcs from PATH: a folder with a service.yaml, or a folder of them "
+        "(repeatable; SANDBOX_SERVICES_PATH=dir1:dir2 does the same)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        catalog.add_service_dirs(args.service_dirs)
         return int(args.func(args) or 0)
     except SandboxError as e:
         print(f"ml-sandbox: error: {e}", file=sys.stderr)

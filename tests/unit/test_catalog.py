@@ -72,7 +72,9 @@ def test_name_must_match_folder(catalog_copy: Path):
 
 def test_entrypoint_must_exist(catalog_copy: Path):
     _edit(catalog_copy, lambda d: d["components"]["predictor"].update(entrypoint="nope.py"))
-    with pytest.raises(CatalogError, match=r"components.predictor.entrypoint: nope.py"):
+    with pytest.raises(
+        CatalogError, match=r"components\.predictor\.entrypoint: .*/nope\.py is not a file"
+    ):
         catalog.load_file(catalog_copy)
 
 
@@ -104,3 +106,75 @@ def test_resolve_path():
     assert catalog.resolve_path(doc, "prediction.results.0.topic") == "A"
     with pytest.raises(KeyError):
         catalog.resolve_path(doc, "prediction.missing")
+
+
+def _external(root: Path, name: str = "my-isvc", **component: object) -> Path:
+    """An isvc whose code lives in a monorepo-like checkout outside its service folder."""
+    code = root / "checkout"
+    (code / "src" / "models" / name).mkdir(parents=True, exist_ok=True)
+    (code / "python").mkdir(exist_ok=True)
+    (code / "src" / "models" / name / "model.py").write_text("print('hi')\n")
+    (code / "src" / "models" / name / "requirements.txt").write_text("kserve==0.14.1\n")
+    (code / ".pipeline" / name).mkdir(parents=True, exist_ok=True)
+    (code / ".pipeline" / name / "blubber.yaml").write_text("version: v4\n")
+    folder = root / "services" / name
+    (folder / "training").mkdir(parents=True, exist_ok=True)
+    (folder / "training" / "train.py").write_text("")
+    langid = yaml.safe_load((catalog.SERVICES_DIR / "langid" / "service.yaml").read_text())
+    predictor = {
+        "entrypoint": f"src/models/{name}/model.py",
+        "requirements": [f"src/models/{name}/requirements.txt"],
+        "pythonpath": ["."],
+        "image": {"blubber": f".pipeline/{name}/blubber.yaml", "variant": "production"},
+        "resources": langid["components"]["predictor"]["resources"],
+        **component,
+    }
+    doc = {
+        **langid,
+        "name": name,
+        "source": "../../checkout",
+        "components": {"predictor": predictor},
+    }
+    (folder / "service.yaml").write_text(yaml.safe_dump(doc))
+    return folder
+
+
+def test_an_isvc_can_live_outside_the_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    folder = _external(tmp_path)
+    monkeypatch.setenv(catalog.SERVICES_PATH_ENV, str(folder))
+    svc = catalog.get("my-isvc")
+    assert svc.source_dir == (tmp_path / "checkout").resolve()
+    predictor = svc.components.predictor
+    assert predictor.stock and predictor.image and predictor.image.variant == "production"
+    assert {"langid", "outlink-topic-model", "my-isvc"} <= set(catalog.load_all())
+    # A folder of service folders works too.
+    monkeypatch.setenv(catalog.SERVICES_PATH_ENV, str(folder.parent))
+    assert catalog.get("my-isvc").dir == folder.resolve()
+
+
+def test_external_paths_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    folder = _external(tmp_path, requirements=["src/models/my-isvc/nope.txt"])
+    with pytest.raises(CatalogError, match=r"components\.predictor\.requirements: .*nope\.txt"):
+        catalog.load_file(folder / "service.yaml")
+    folder = _external(tmp_path, pythonpath=["missing-dir"])
+    with pytest.raises(CatalogError, match=r"components\.predictor\.pythonpath: .*missing-dir"):
+        catalog.load_file(folder / "service.yaml")
+
+
+def test_a_broken_file_blocks_only_its_own_isvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    folder = _external(tmp_path)
+    _edit(folder / "service.yaml", lambda d: d.update(namespce="typo"))
+    monkeypatch.setenv(catalog.SERVICES_PATH_ENV, str(folder))
+    assert catalog.get("langid").name == "langid"  # other isvcs are unaffected
+    with pytest.raises(CatalogError, match=r"service\.yaml.*\n  namespce: unknown key"):
+        catalog.get("my-isvc")
+    with pytest.raises(CatalogError, match="namespce"):
+        catalog.load_all()  # a command about every isvc needs every file
+
+
+def test_the_same_isvc_twice_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    twin = tmp_path / "langid"
+    shutil.copytree(catalog.SERVICES_DIR / "langid", twin)
+    monkeypatch.setenv(catalog.SERVICES_PATH_ENV, str(twin))
+    with pytest.raises(CatalogError, match="defined twice"):
+        catalog.get("langid")
