@@ -46,8 +46,8 @@ PYTHON_VERSION = "3.11"
 # older manylinux tags it implies, so every accepted tag is listed.
 GLIBC_MINOR = 36
 # Dependencies of the host tooling only: kserve-storage stages models (the storage-initializer's
-# job in production); the model servers never import it.
-HOST_ONLY_DEPENDENCIES = frozenset({"kserve-storage"})
+# job in production); uv builds the local target's per-isvc venvs. The model servers need neither.
+HOST_ONLY_DEPENDENCIES = frozenset({"kserve-storage", "uv"})
 # Never copied into an image (also in .dockerignore, for builds by hand).
 IGNORED_DIRS = frozenset({"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"})
 IGNORED_SUFFIXES = frozenset({".pyc", ".bin"})
