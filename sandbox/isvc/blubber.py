@@ -509,17 +509,22 @@ def _pip_run(commands: list[str]) -> str:
     return f"RUN {PIP_MOUNTS} \\\n    {PIP_SOURCE}\\\n    " + " && ".join(commands)
 
 
+def _tooling(py: Python) -> list[str]:
+    tox = f"tox=={py.tox_version}" if py.tox_version else "tox"
+    pip = "pip<21" if py.version.startswith("python2") else "pip"
+    return [SETUPTOOLS, "wheel", tox, pip]
+
+
 def _python_privileged(py: Python) -> list[str]:
     if not py.version or py.requirements is None:
         return []
-    tox = f"tox=={py.tox_version}" if py.tox_version else "tox"
-    pip = "pip<21" if py.version.startswith("python2") else "pip"
+    setuptools, *rest = _tooling(py)
     return [
         _env({"PIP_BREAK_SYSTEM_PACKAGES": "1"}),
         _pip_run(
             [
-                _cmd(f"{py.version} -m pip install -U", [SETUPTOOLS]),
-                _cmd(f"{py.version} -m pip install -U", ["wheel", tox, pip]),
+                _cmd(f"{py.version} -m pip install -U", [setuptools]),
+                _cmd(f"{py.version} -m pip install -U", rest),
             ]
         ),
     ]
@@ -647,6 +652,8 @@ class Translation:
     # uid:gid the image runs as (blubber: the lives user if runs.insecurely, else the runs user).
     user: str
     stages: tuple[str, ...]
+    # What pip installs besides the requirements: blubber's upgrade of the pip tooling.
+    tooling: tuple[str, ...] = ()
 
 
 def translate(path: Path, variant: str, *, base_image: str) -> Translation:
@@ -675,8 +682,11 @@ def translate(path: Path, variant: str, *, base_image: str) -> Translation:
     lines.append("LABEL " + " ".join(f"{k}={_q(val)}" for k, val in sorted(labels.items())))
     local: list[str] = []
     reqs: list[str] = []
+    tooling: list[str] = []
     for v in stages:
         for b in (*v.builders, v.python, v.builder):
+            if isinstance(b, Python) and b.version and b.requirements is not None:
+                tooling += _tooling(b)
             if isinstance(b, Python) and not b.version:
                 continue
             if isinstance(b, Custom) and not b.command:
@@ -696,6 +706,7 @@ def translate(path: Path, variant: str, *, base_image: str) -> Translation:
         requirements=tuple(dict.fromkeys(reqs)),
         user=f"{uid}:{gid}",
         stages=tuple(v.name for v in stages),
+        tooling=tuple(dict.fromkeys(tooling)),
     )
 
 
