@@ -15,6 +15,14 @@ The entrypoint then runs as `__main__` with `sys.argv = [ENTRYPOINT, *ARGS]`, an
 `PYTHONPATH=DIR... python ENTRYPOINT.py` sets it: the script's directory, then the `--pythonpath`
 directories, then the interpreter's own entries (this launcher's directory is not on it).
 `PYTHONPATH` is set to the `--pythonpath` directories for processes the isvc starts.
+
+KServe's model server reads its command line when `kserve.model_server` is imported
+(`parser.parse_known_args()`, abbreviations allowed, so pass full option names): a local run gives
+each isvc `--http_port P --grpc_port G` (both since kserve 0.8; gRPC is served since 0.10, and
+`--enable_grpc false` turns it off). With `--workers N > 1` the parent binds the REST socket
+itself and hands it to its workers (`socket.bind(("0.0.0.0", port))` in 0.11-0.13; uvicorn's
+`Config.bind_socket` in the multi-process server of later releases): that bind goes through the
+patched `socket.socket.bind` too.
 """
 
 from __future__ import annotations

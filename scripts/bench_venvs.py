@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Benchmark building an isvc's virtualenv (sandbox/isvc/venvs.py) with uv and with pip; prints a
+Markdown table.
+
+    .venv/bin/python scripts/bench_venvs.py [--requirement SPEC]... [--skip-cold]
+
+For each installer, in a fresh sandbox cache: a cold build (the installer's own download/wheel
+cache empty too, so every package comes from the index), a build with the installer's cache warm
+(a second isvc with the same pins on a machine that built them once), and `ensure` on a cached
+venv (what `up` pays once the venv exists). Default requirements: outlink's SDK pin,
+kserve==0.14.1. Needs the package index; takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sandbox.isvc import venvs  # noqa: E402
+
+DEFAULT_REQUIREMENTS = ["kserve==0.14.1"]
+
+
+def tree_mib(path: Path) -> float:
+    total = 0
+    for p in path.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            total += p.stat().st_size
+    return total / 2**20
+
+
+def build(tool: str, reqs: Path, work: Path, *, cold_installer: bool) -> tuple[float, Path]:
+    """Seconds for one `ensure` into a fresh sandbox cache under `work`."""
+    os.environ["SANDBOX_INSTALLER"] = tool
+    os.environ["SANDBOX_CACHE_DIR"] = str(Path(tempfile.mkdtemp(dir=work)))
+    if cold_installer:
+        os.environ["UV_CACHE_DIR"] = os.environ["PIP_CACHE_DIR"] = str(work / f"{tool}-cache")
+    started = time.monotonic()
+    venv = venvs.ensure([reqs], progress=None)
+    return time.monotonic() - started, venv
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--requirement", action="append", help=f"a pin (default: {DEFAULT_REQUIREMENTS})"
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="cached-hit measurements")
+    args = parser.parse_args()
+    pins = args.requirement or DEFAULT_REQUIREMENTS
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-venvs-") as tmp:
+        work = Path(tmp)
+        reqs = work / "requirements.txt"
+        reqs.write_text("".join(f"{p}\n" for p in pins))
+        saved = dict(os.environ)
+        for tool in ("uv", "pip"):
+            cold, venv = build(tool, reqs, work, cold_installer=True)
+            packages = len(list(venv.glob("lib/python*/site-packages/*.dist-info")))
+            size = tree_mib(venv)
+            warm, _ = build(tool, reqs, work, cold_installer=False)
+            hits = []
+            for _ in range(args.repeat):
+                started = time.monotonic()
+                venvs.ensure([reqs], progress=None)
+                hits.append(time.monotonic() - started)
+            rows.append((tool, cold, warm, statistics.median(hits), packages, size))
+            os.environ.clear()
+            os.environ.update(saved)
+    print(f"Requirements: {', '.join(pins)}; Python {venvs.interpreter().version}\n")
+    print("| installer | cold build s | installer cache warm s | cached venv s | packages | MiB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for tool, cold, warm, hit, packages, size in rows:
+        print(f"| {tool} | {cold:.1f} | {warm:.1f} | {hit:.3f} | {packages} | {size:.0f} |")
+    uv_cold, pip_cold = rows[0][1], rows[1][1]
+    print(f"\nuv is {pip_cold / uv_cold:.1f}x faster than pip on a cold build")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
