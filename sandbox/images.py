@@ -12,6 +12,10 @@ machine's proxy, mirror and CA), so the build itself needs no network. `SANDBOX_
 lets pip in the build use the index instead; the host CA bundle is passed as the BuildKit secret
 `ca`, never stored in a layer.
 
+An isvc that brings its own Blubber file is built from it instead (`build_blubber_image`): the
+file's variant translated offline by `sandbox.isvc.blubber`, with the same wheelhouse and CA-secret
+mechanisms for its pip.
+
 CLI: `python -m sandbox.images {build,tags,prune,wheelhouse}`; see docs/docker.md.
 """
 
@@ -29,13 +33,14 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox import catalog
 from sandbox.catalog import CatalogError, Service
 from sandbox.errors import RunError
+from sandbox.isvc import blubber
 from sandbox.paths import REPO_ROOT, cache_dir, run_dir
 from sandbox.progress import step
 
@@ -49,8 +54,8 @@ PYTHON_VERSION = "3.11"
 # older manylinux tags it implies, so every accepted tag is listed.
 GLIBC_MINOR = 36
 # Dependencies of the host tooling only: kserve-storage stages models (the storage-initializer's
-# job in production); the model servers never import it.
-HOST_ONLY_DEPENDENCIES = frozenset({"kserve-storage"})
+# job in production); uv builds the local target's per-isvc venvs. The model servers need neither.
+HOST_ONLY_DEPENDENCIES = frozenset({"kserve-storage", "uv"})
 # Never copied into an image (also in .dockerignore, for builds by hand).
 IGNORED_DIRS = frozenset({"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"})
 IGNORED_SUFFIXES = frozenset({".pyc", ".bin"})
@@ -437,7 +442,12 @@ def _build(
     if wanted != tag:
         cmd += ["-t", wanted]
     cmd.append(str(ctx))
-    log = build_log(spec)
+    _run_build(cmd, build_log(spec), wanted, env)
+    shutil.rmtree(ctx, ignore_errors=True)
+
+
+def _run_build(cmd: list[str], log: Path, wanted: str, env: dict[str, str] | None) -> None:
+    """Run a `docker build` command, its output into `log`; a failure shows the log's tail."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with step(f"building {wanted} (log: {log})"), log.open("w") as out:
         out.write(f"$ {' '.join(cmd)}\n")
@@ -452,7 +462,6 @@ def _build(
     if proc.returncode != 0:
         lines = log.read_text(errors="replace").splitlines()
         raise RunError(f"building {wanted} failed; last lines of {log}:\n" + _tail(lines, 25))
-    shutil.rmtree(ctx, ignore_errors=True)
 
 
 def _tail(lines: list[str], n: int) -> str:
@@ -534,6 +543,136 @@ def prune(services: list[Service], env: dict[str, str] | None = None) -> list[st
         if docker("image", "rm", ref, env=env, check=False).returncode == 0:
             removed.append(ref)
     return removed
+
+
+# -- images from an isvc's own Blubber file ---------------------------------------------------
+BLUBBER_DOCKERFILE = ".ml-sandbox-blubber.Dockerfile"
+
+
+def _local_files(context: Path, sources: Iterable[str]) -> list[Path]:
+    """The context-relative files behind the Blubber file's local sources (files or folders)."""
+    out: dict[Path, None] = {}
+    for src in sources:
+        path = (context / src).resolve()
+        if not path.is_relative_to(context.resolve()):
+            raise RunError(f"{src} is outside the build context {context}")
+        if path.is_file():
+            out[path.relative_to(context.resolve())] = None
+        elif path.is_dir():
+            for p in sorted(path.rglob("*")):
+                if _included(p, path):
+                    out[p.relative_to(context.resolve())] = None
+        else:
+            raise RunError(f"the Blubber file copies {src}, which is not in {context}")
+    return list(out)
+
+
+def blubber_image_tag(
+    name: str, blubber_file: Path, variant: str, context: Path, registry: str | None = None
+) -> str:
+    """`<name>:<content hash>` of the translated Dockerfile and every local file it copies."""
+    translation = blubber.translate(blubber_file, variant, base_image=base_image())
+    h = hashlib.sha256(translation.dockerfile.encode())
+    for rel in _local_files(context, translation.local_sources):
+        h.update(f"\0{rel.as_posix()}\0".encode())
+        h.update((context / rel).read_bytes())
+    ref = f"{registry.rstrip('/')}/{name}" if registry else name
+    return f"{ref}:{h.hexdigest()[:HASH_LENGTH]}"
+
+
+def ensure_blubber_wheelhouse(
+    context: Path, translation: blubber.Translation, arch: str
+) -> Path | None:
+    """Wheels for the Blubber build's pip (its requirement files and pip tooling), downloaded by
+    the host's pip for bookworm's Python; cached by content. None when some requirement has no
+    wheel for that platform (an sdist to compile): the build then uses the index (CA secret)."""
+    reqs = [context / r for r in translation.requirements]
+    h = hashlib.sha256(json.dumps([translation.tooling, arch, PYTHON_VERSION]).encode())
+    for path in reqs:
+        h.update(path.read_bytes())
+    dest = cache_dir() / "blubber-wheelhouse" / h.hexdigest()[:HASH_LENGTH]
+    if (dest / ".stamp").is_file():
+        return dest
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet"]
+    cmd += ["--only-binary=:all:"]
+    for tag in manylinux_platforms(arch):
+        cmd += ["--platform", tag]
+    cmd += ["--python-version", PYTHON_VERSION, "--implementation", "cp"]
+    cmd += ["--abi", f"cp{PYTHON_VERSION.replace('.', '')}", "-d", str(tmp)]
+    cmd += list(translation.tooling)
+    for path in reqs:
+        cmd += ["-r", str(path)]
+    with step(f"downloading the wheels of {', '.join(translation.requirements)} into {dest}"):
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        last = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1:] or ["?"]
+        print(
+            f"  no complete wheelhouse ({last[0]}); pip in the build uses the index",
+            file=sys.stderr,
+        )
+        return None
+    (tmp / ".stamp").write_text("ok\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
+def build_blubber_image(
+    blubber_file: Path,
+    variant: str,
+    *,
+    context: Path,
+    name: str,
+    force: bool = False,
+    no_cache: bool = False,
+    registry: str | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
+    """Build variant `variant` of an isvc's Blubber file offline (sandbox.isvc.blubber translates
+    it to a Dockerfile FROM the local base), with `context` as the build context (the isvc's source
+    root, e.g. an inference-services checkout). Skipped when the content-hash tag exists (unless
+    `force`); returns the tag. Raises BlubberError for a file outside the supported subset."""
+    context = Path(context).resolve()
+    translation = blubber.translate(blubber_file, variant, base_image=base_image())
+    tag = blubber_image_tag(name, blubber_file, variant, context)
+    wanted = blubber_image_tag(name, blubber_file, variant, context, registry)
+    if not force and image_exists(wanted, env):
+        print(f"✓ {wanted} is up to date", file=sys.stderr)
+        return wanted
+    if not daemon_answers(env):
+        raise RunError("no Docker daemon answers (`docker info` failed); is dockerd running?")
+    ensure_base_image(env)
+    binary = buildkit_binary(env)
+    wheels = None
+    if pip_source() == "wheelhouse" and translation.requirements:
+        wheels = ensure_blubber_wheelhouse(context, translation, daemon_arch(env))
+    ctx = cache_dir() / "build-context" / name.replace("/", "_")
+    shutil.rmtree(ctx, ignore_errors=True)
+    for rel in _local_files(context, translation.local_sources):
+        _link_or_copy(context / rel, ctx / rel)
+    (ctx / blubber.WHEELHOUSE).mkdir(parents=True, exist_ok=True)
+    for path in sorted(wheels.iterdir()) if wheels else []:
+        if path.is_file() and not path.name.startswith("."):
+            _link_or_copy(path, ctx / blubber.WHEELHOUSE / path.name)
+    (ctx / BLUBBER_DOCKERFILE).write_text(translation.dockerfile)
+    cmd = [binary, "build", "--progress=plain", "-f", str(ctx / BLUBBER_DOCKERFILE)]
+    if no_cache:
+        cmd.append("--no-cache")
+    bundle = ca_bundle()
+    if bundle is not None:
+        cmd += ["--secret", f"id=ca,src={bundle}"]
+    cmd += ["--label", f"org.ml-sandbox.content-hash={tag.rsplit(':', 1)[1]}", "-t", tag]
+    if wanted != tag:
+        cmd += ["-t", wanted]
+    cmd.append(str(ctx))
+    log = run_dir() / "logs" / f"build-{name.replace('/', '_')}.log"
+    _run_build(cmd, log, wanted, env)
+    shutil.rmtree(ctx, ignore_errors=True)
+    return wanted
 
 
 # -- CLI ---------------------------------------------------------------------------------------

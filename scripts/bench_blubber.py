@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Benchmark building an isvc image from its own Blubber file offline (sandbox.isvc.blubber via
+sandbox.images.build_blubber_image); prints a Markdown table.
+
+    .venv/bin/python scripts/bench_blubber.py [--requirement SPEC]...
+
+Writes, in a temporary folder, a minimal isvc laid out like inference-services (a stock kserve
+model server in src/models/echo/, a shared python/ package, .pipeline/echo/blubber.yaml with a
+`build` variant that pip-installs two requirements files and a `production` variant that copies
+site-packages from it), then measures: an uncached build (`--no-cache`, the wheelhouse already
+downloaded), a rebuild with the layer cache after a change to the model's code, a call with the
+image's content-hash tag present (nothing to build), and the image's size. Needs a Docker daemon
+with the local base image; takes a few minutes. The images are removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sandbox import images  # noqa: E402
+from sandbox.isvc import blubber  # noqa: E402
+
+NAME = "ml-sandbox/bench-blubber-echo"
+DEFAULT_REQUIREMENTS = ["kserve==0.14.1"]
+
+BLUBBER = """\
+# syntax=docker-registry.wikimedia.org/repos/releng/blubber/buildkit:v0.21.1
+version: v4
+base: docker-registry.wikimedia.org/bookworm:20260816
+runs:
+  insecurely: true
+  environment:
+    PYTHONPATH: /srv/app
+lives:
+  in: /srv/app
+variants:
+  build:
+    apt:
+      packages: [python3-pip]
+    builders:
+      - python:
+          version: python3
+          requirements: [src/models/echo/requirements.txt, python/requirements.txt]
+  production:
+    copies:
+      - from: local
+        source: src/models/echo/
+        destination: echo/
+      - from: local
+        source: python
+        destination: python/
+      - from: build
+        source: /opt/lib/python/site-packages
+        destination: /opt/lib/python/site-packages
+    python:
+      version: python3
+      use-system-flag: false
+    apt:
+      packages: [python3]
+    entrypoint: ["python3", "echo/model.py"]
+"""
+
+MODEL = """\
+from kserve import Model, ModelServer
+from python.helper import VERSION
+
+
+class Echo(Model):
+    def __init__(self):
+        super().__init__("echo")
+        self.ready = True
+
+    def predict(self, payload, headers=None):
+        return {"echo": payload, "version": VERSION}
+
+
+ModelServer(workers=1).start([Echo()])
+"""
+
+
+def write_isvc(root: Path, pins: list[str]) -> Path:
+    (root / ".pipeline" / "echo").mkdir(parents=True)
+    (root / ".pipeline" / "echo" / "blubber.yaml").write_text(BLUBBER)
+    (root / "src" / "models" / "echo").mkdir(parents=True)
+    (root / "src" / "models" / "echo" / "model.py").write_text(MODEL)
+    (root / "src" / "models" / "echo" / "requirements.txt").write_text(
+        "".join(f"{p}\n" for p in pins)
+    )
+    (root / "python").mkdir()
+    (root / "python" / "__init__.py").write_text("")
+    (root / "python" / "helper.py").write_text("VERSION = 1\n")
+    (root / "python" / "requirements.txt").write_text("# stdlib only\n")
+    return root / ".pipeline" / "echo" / "blubber.yaml"
+
+
+def timed(**kwargs) -> tuple[float, str]:
+    started = time.monotonic()
+    tag = images.build_blubber_image(variant="production", name=NAME, **kwargs)
+    return time.monotonic() - started, tag
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--requirement", action="append", help="default: kserve==0.14.1")
+    args = parser.parse_args()
+    pins = args.requirement or DEFAULT_REQUIREMENTS
+    rows = []
+    tags = set()
+    with tempfile.TemporaryDirectory(prefix="bench-blubber-") as tmp:
+        root = Path(tmp) / "inference-services"
+        blubber_file = write_isvc(root, pins)
+        kw = {"blubber_file": blubber_file, "context": root}
+        translation = blubber.translate(blubber_file, "production", base_image=images.base_image())
+        started = time.monotonic()
+        images.ensure_blubber_wheelhouse(root, translation, images.daemon_arch())
+        rows.append(("wheelhouse (host pip download; 0 when cached)", time.monotonic() - started))
+        seconds, tag = timed(force=True, no_cache=True, **kw)
+        tags.add(tag)
+        rows.append(("uncached build (--no-cache)", seconds))
+        seconds, tag = timed(**kw)
+        rows.append(("tag present (nothing to build)", seconds))
+        (root / "python" / "helper.py").write_text("VERSION = 2\n")
+        seconds, tag = timed(**kw)
+        tags.add(tag)
+        rows.append(("code changed (layer cache: only the copies)", seconds))
+        size = int(images.docker("image", "inspect", "--format", "{{.Size}}", tag).stdout)
+    for ref in tags:
+        images.docker("image", "rm", ref, check=False)
+    print(f"Image from a Blubber file: {', '.join(pins)}; size {size / 2**20:.0f} MiB\n")
+    print("| build | seconds |\n|---|---:|")
+    for label, s in rows:
+        print(f"| {label} | {s:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
