@@ -650,7 +650,24 @@ def build_blubber_image(
     wheels = None
     if pip_source() == "wheelhouse" and translation.requirements:
         wheels = ensure_blubber_wheelhouse(context, translation, daemon_arch(env))
-    ctx = cache_dir() / "build-context" / name.replace("/", "_")
+    ctx = cache_dir() / "build-context" / f"{name.replace('/', '_')}-{tag.rsplit(':', 1)[1]}"
+    with _file_lock(ctx.with_suffix(".lock")):
+        _build_blubber(translation, context, ctx, wheels, binary, tag, wanted, no_cache, env, name)
+    return wanted
+
+
+def _build_blubber(
+    translation: blubber.Translation,
+    context: Path,
+    ctx: Path,
+    wheels: Path | None,
+    binary: str,
+    tag: str,
+    wanted: str,
+    no_cache: bool,
+    env: dict[str, str] | None,
+    name: str,
+) -> None:
     shutil.rmtree(ctx, ignore_errors=True)
     for rel in _local_files(context, translation.local_sources):
         _link_or_copy(context / rel, ctx / rel)
@@ -672,7 +689,6 @@ def build_blubber_image(
     log = run_dir() / "logs" / f"build-{name.replace('/', '_')}.log"
     _run_build(cmd, log, wanted, env)
     shutil.rmtree(ctx, ignore_errors=True)
-    return wanted
 
 
 # -- CLI ---------------------------------------------------------------------------------------

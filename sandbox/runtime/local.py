@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.catalog import Component, Service
+from sandbox.isvc import launch, venvs
 from sandbox.paths import REPO_ROOT
 from sandbox.runtime import processes
 from sandbox.runtime.base import MediaWikiMode, UpOptions
@@ -23,20 +24,40 @@ from sandbox.runtime.state import ComponentRecord, State, logs_dir
 
 CONTAINER_MODELS_DIR = "/mnt/models"
 SERVING_DIR = REPO_ROOT / "sandbox" / "serving"
+# Run by an isvc's own interpreter: the stock server, with every wildcard bind moved to loopback.
+LAUNCHER = Path(launch.__file__)
+SKIP_DIRS = frozenset({".git", ".venv", "node_modules", "__pycache__", ".pytest_cache"})
 # --max-limit 50: the fixture articles (100+ links) then need continuation, as big articles do
 # on Wikipedia, so every run exercises it.
 REPLAY_ARGS = ["--max-limit", "50"]
 
 
 def code_hash(service: Service) -> str:
-    """Changes whenever the code the isvc runs changes: its folder and the shared serving code."""
+    """Changes whenever the code the isvc runs changes: its service folder, then per component
+    the shared serving code, or (a stock isvc) its entrypoint's folder and pythonpath folders.
+    Files are identified by path, size and modification time (a monorepo is large)."""
+    roots = {service.dir}
+    for _, comp in service.component_items():
+        if comp.stock:
+            roots.add((service.source_dir / comp.entrypoint).parent)
+            roots |= {service.source_dir / d for d in comp.pythonpath}
+        else:
+            roots.add(SERVING_DIR)
     h = hashlib.sha256()
-    for root in (service.dir, SERVING_DIR):
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                h.update(str(path.relative_to(root)).encode())
-                h.update(path.read_bytes())
+    for root in sorted(roots):
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+            for name in sorted(filenames):
+                if name.endswith((".pyc", ".log")):
+                    continue
+                st = os.stat(os.path.join(dirpath, name))
+                h.update(f"{dirpath}/{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return h.hexdigest()[:16]
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment of a stock isvc: nothing of the sandbox's Python leaks in."""
+    return {k: v for k, v in os.environ.items() if k not in venvs.LEAKY_ENV}
 
 
 class LocalBackend:
@@ -47,7 +68,17 @@ class LocalBackend:
         return None
 
     def prepare(self, services: list[Service], opts: UpOptions) -> dict[str, Any]:
-        return {"replay_image": None}
+        """A stock isvc's components each get the venv of their own requirement files."""
+        pythons = {}
+        for service in services:
+            for name, comp in service.component_items():
+                if comp.stock:
+                    reqs = [service.source_dir / r for r in comp.requirements]
+                    venv = venvs.ensure(
+                        reqs, progress=lambda line: print(f"• {line}", file=sys.stderr)
+                    )
+                    pythons[f"{service.name}/{name}"] = str(venvs.python_of(venv))
+        return {"replay_image": None, "pythons": pythons}
 
     def plan(
         self,
@@ -58,12 +89,16 @@ class LocalBackend:
         wiki_url: str | None,
         prepared: dict[str, Any],
     ) -> dict[str, Any]:
-        return {
-            "entrypoint": str(service.dir / component.entrypoint),
+        plan = {
+            "entrypoint": str(service.source_dir / component.entrypoint),
             "args": component.args,
             "env": component_env(component, wiki_url, opts),
             "code": code_hash(service),
         }
+        if component.stock:
+            plan["python"] = prepared["pythons"][f"{service.name}/{name}"]
+            plan["pythonpath"] = [str(service.source_dir / d) for d in component.pythonpath]
+        return plan
 
     def start(
         self,
@@ -75,19 +110,26 @@ class LocalBackend:
         peers: dict[str, ComponentRecord],
     ) -> ComponentRecord:
         port = processes.free_port()
-        cmd = [sys.executable, plan["entrypoint"], "--model_name", service.name]
-        cmd += ["--http_port", str(port)]
+        # KServe's own arguments, as the controller gives them to the pod's containers.
+        kserve = ["--model_name", service.name, "--http_port", str(port)]
         if name == "transformer":
-            cmd += ["--predictor_host", f"127.0.0.1:{peers['predictor'].port}"]
+            kserve += ["--predictor_host", f"127.0.0.1:{peers['predictor'].port}"]
+        if "python" in plan:  # a stock isvc: its venv, the launcher, its gRPC port too
+            cmd = [plan["python"], str(LAUNCHER), "--bind", "127.0.0.1"]
+            for folder in plan["pythonpath"]:
+                cmd += ["--pythonpath", folder]
+            cmd += ["--", plan["entrypoint"], *kserve, "--grpc_port", str(processes.free_port())]
+            env, cwd = _clean_env(), service.source_dir
+        else:  # an isvc on the sandbox's serving helpers, in the sandbox's venv
+            cmd = [sys.executable, plan["entrypoint"], *kserve]
+            env, cwd = {**os.environ, "SANDBOX_HTTP_HOST": "127.0.0.1"}, service.dir
         cmd += plan["args"]
-        env = {**os.environ}
         for key, value in plan["env"].items():
             if value.startswith(CONTAINER_MODELS_DIR):
                 value = str(models_dir) + value[len(CONTAINER_MODELS_DIR) :]
             env[key] = value
-        env["SANDBOX_HTTP_HOST"] = "127.0.0.1"
         log = logs_dir() / f"{service.name}-{name}.log"
-        rec = processes.spawn(cmd, log, env=env, cwd=service.dir)
+        rec = processes.spawn(cmd, log, env=env, cwd=cwd)
         return ComponentRecord(name, port, process=rec)
 
     def alive(self, comp: ComponentRecord) -> bool:

@@ -1,0 +1,224 @@
+"""An isvc as Wikimedia writes it, served by the sandbox as it is: plain kserve code on an old SDK
+(0.14.1, outlink's pin) in a monorepo-like checkout outside this repository, with its own
+requirements.txt, a shared-helpers package imported through the pythonpath, and a Blubber v4
+file; described by a service.yaml in another folder, added with `--service-dir`.
+
+Through the gateway, on the local and docker targets, it answers exactly what the stock server
+(`python model.py` in the same venv) answers; on the local target nothing of it listens beyond
+loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sandbox.isvc import venvs
+from sandbox.paths import REPO_ROOT
+from sandbox.runtime import state
+from sandbox.runtime.processes import free_port
+from tests.e2e.conftest import cli, docker_answers
+from tests.e2e.test_isvc_stock_server import HELPER, MODEL, call, start, stop
+from tests.isvc_support import listening_addresses, non_loopback
+
+pytestmark = pytest.mark.e2e
+
+NAME = "echo"
+NAMESPACE = "experimental"
+HOST = f"{NAME}.{NAMESPACE}.wikimedia.org"
+MODEL_BYTES = b"an echo needs no weights\n"
+
+# The structure of inference-services' Blubber files
+# (wikimedia/machinelearning-liftwing-inference-services@bce944c:.pipeline/langid/blubber.yaml):
+# a build variant whose python builder takes the isvc's and the shared requirements, a production
+# variant copying the code and the build's site-packages, runs.insecurely.
+BLUBBER = f"""\
+# syntax=docker-registry.wikimedia.org/repos/releng/blubber/buildkit:v0.21.1
+version: v4
+base: docker-registry.wikimedia.org/bookworm:20260816
+runs:
+  insecurely: true
+  environment:
+    PYTHONPATH: /srv/app
+lives:
+  in: /srv/app
+variants:
+  build:
+    apt:
+      packages: [python3-pip]
+    builders:
+      - python:
+          version: python3
+          requirements: [src/models/{NAME}/requirements.txt, python/requirements.txt]
+  production:
+    copies:
+      - from: local
+        source: src/models/{NAME}/
+        destination: {NAME}/
+      - from: local
+        source: python
+        destination: python/
+      - from: build
+        source: /opt/lib/python/site-packages
+        destination: /opt/lib/python/site-packages
+    python:
+      version: python3
+      use-system-flag: false
+    apt:
+      packages: [python3]
+    entrypoint: ["python3", "{NAME}/model.py"]
+"""
+
+TRAIN = f"""\
+import sys
+from pathlib import Path
+
+Path(sys.argv[1]).write_bytes({MODEL_BYTES!r})
+"""
+
+
+@pytest.fixture(scope="module")
+def service_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("external")
+    assert not root.resolve().is_relative_to(REPO_ROOT), "the isvc must live outside the repo"
+    code = root / "inference-services"
+    model_dir = code / "src" / "models" / NAME
+    model_dir.mkdir(parents=True)
+    (model_dir / "model.py").write_text(MODEL)
+    (model_dir / "requirements.txt").write_text("kserve==0.14.1\nnumpy<2\n")
+    (code / "python").mkdir()
+    (code / "python" / "__init__.py").write_text("")
+    (code / "python" / "text_utils.py").write_text(HELPER)
+    (code / "python" / "requirements.txt").write_text("# shared helpers: stdlib only\n")
+    (code / ".pipeline" / NAME).mkdir(parents=True)
+    (code / ".pipeline" / NAME / "blubber.yaml").write_text(BLUBBER)
+
+    folder = root / "sandbox-services" / NAME
+    (folder / "training").mkdir(parents=True)
+    (folder / "training" / "train.py").write_text(TRAIN)
+    sample = {"text": "  Hello   Lift Wing "}
+    doc = {
+        "name": NAME,
+        "namespace": NAMESPACE,
+        "description": "a plain kserve isvc on kserve 0.14.1, outside the sandbox's repo",
+        "source": "../../inference-services",
+        "components": {
+            "predictor": {
+                "entrypoint": f"src/models/{NAME}/model.py",
+                "requirements": [f"src/models/{NAME}/requirements.txt"],
+                "pythonpath": ["."],
+                "image": {"blubber": f".pipeline/{NAME}/blubber.yaml", "variant": "production"},
+                "env": {"MODEL_NAME": NAME},
+                "resources": {
+                    "requests": {"cpu": "250m", "memory": "512Mi"},
+                    "limits": {"cpu": "1", "memory": "1Gi"},
+                },
+            }
+        },
+        "model": {
+            "file": "model.bin",
+            "storage_uri": f"s3://wmf-ml-models/{NAME}/20260101000000/",
+            "sha256": hashlib.sha256(MODEL_BYTES).hexdigest(),
+            "build": "training/train.py",
+        },
+        "autoscaling": {"min_replicas": 1, "max_replicas": 1, "metric": "rps", "target": 5},
+        "samples": [
+            {
+                "name": "hello",
+                "data": sample,
+                "expect": {"checks": [{"path": "normalized", "equals": "hello lift wing"}]},
+            }
+        ],
+    }
+    (folder / "service.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return folder
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SANDBOX_RUN_DIR", str(tmp_path / "run"))
+    yield tmp_path / "run"
+    cli("down", check=False)
+
+
+REQUESTS = [
+    ("POST", f"/v1/models/{NAME}:predict", json.dumps({"text": "  Hello   Lift Wing "}).encode()),
+    ("GET", f"/v1/models/{NAME}", None),
+    ("POST", f"/v1/models/{NAME}:predict", b"{not json"),
+    ("POST", f"/v1/models/{NAME}:predict", json.dumps({"no_text": 1}).encode()),
+    ("POST", "/v1/models/missing:predict", b"{}"),
+    ("POST", f"/v2/models/{NAME}/infer", b"{}"),
+]
+
+
+def _through_gateway(port: int) -> list[tuple[int, bytes]]:
+    out = []
+    for method, path, body in REQUESTS:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", data=body, method=method, headers={"Host": HOST}
+        )
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                out.append((r.status, r.read()))
+        except urllib.error.HTTPError as e:
+            out.append((e.code, e.read()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stock_answers(service_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """What the stock server answers, started the stock way (`python model.py`)."""
+    from tests.e2e.test_isvc_stock_server import Isvc
+
+    code = (service_dir / "../../inference-services").resolve()
+    reqs = code / "src" / "models" / NAME / "requirements.txt"
+    isvc = Isvc(NAME, code, code / "src" / "models" / NAME / "model.py", reqs)
+    venv = venvs.ensure([reqs])
+    log = tmp_path_factory.mktemp("stock") / "stock.log"
+    os.environ["MODEL_NAME"] = NAME
+    try:
+        server = start(isvc, venv, launched=False, log=log)
+    finally:
+        os.environ.pop("MODEL_NAME", None)
+    try:
+        return [call(server.base, m, p, b)[::2] for m, p, b in REQUESTS]
+    finally:
+        stop(server)
+
+
+def test_served_as_it_is_on_the_local_target(run_dir, service_dir, stock_answers):
+    port = free_port()
+    deploy = cli("deploy", NAME, "--service-dir", str(service_dir), "--target", "local",
+                 "--port", str(port))  # fmt: skip
+    assert f"✓ {NAME}/hello" in deploy.stdout  # the sample, through the gateway
+    assert _through_gateway(port) == stock_answers
+    rec = state.read().isvcs[f"local/{NAME}"].components["predictor"]
+    listening = listening_addresses(rec.process.pid)
+    assert ("127.0.0.1", rec.port) in listening
+    assert non_loopback(listening) == set(), listening
+    assert "sandbox" not in cli("services", "--service-dir", str(service_dir)).stderr
+
+
+@pytest.mark.docker
+def test_served_as_it_is_on_the_docker_target(run_dir, service_dir, stock_answers):
+    if not docker_answers():
+        pytest.skip("docker target: no Docker daemon answers (`docker info` fails)")
+    port = free_port()
+    cli("up", NAME, "--service-dir", str(service_dir), "--target", "docker", "--port", str(port))
+    assert _through_gateway(port) == stock_answers
+    container = state.read().isvcs[f"docker/{NAME}"].components["predictor"].container
+    user = (
+        shutil.which("docker")
+        and os.popen(f"docker inspect --format '{{{{.Config.User}}}}' {container}").read().strip()
+    )
+    assert user not in ("", "0", "root"), user  # blubber's runtime user, not root
