@@ -253,9 +253,12 @@ def load_file(path: Path) -> Service:
 
 
 def search_path() -> list[Path]:
-    """Where service.yaml files are looked for: services/, then SANDBOX_SERVICES_PATH."""
+    """Where service.yaml files are looked for, in precedence order: the folders of
+    SANDBOX_SERVICES_PATH (and --service-dir), then services/. An isvc found in an earlier
+    folder shadows one of the same name in a later folder (your checkout's langid over the
+    sandbox's reference langid)."""
     extra = [Path(p).expanduser() for p in os.environ.get(SERVICES_PATH_ENV, "").split(":") if p]
-    return [SERVICES_DIR, *extra]
+    return [*extra, SERVICES_DIR]
 
 
 def add_service_dirs(dirs: list[str]) -> None:
@@ -283,20 +286,20 @@ class Catalog:
     def __init__(self, dirs: list[Path] | None = None):
         self.services: dict[str, Service] = {}
         self.broken: dict[str, CatalogError] = {}
-        where: dict[str, Path] = {}
-        for path in service_files(dirs):
-            name = path.parent.name
-            if name in where:
-                self.broken[name] = CatalogError(
-                    f"{path}: isvc {name!r} is defined twice (also in {where[name]})"
-                )
-                self.services.pop(name, None)
-                continue
-            where[name] = path
-            try:
-                self.services[name] = load_file(path)
-            except CatalogError as e:
-                self.broken[name] = e
+        self.shadowed: dict[str, Path] = {}  # isvc -> the file a earlier folder's isvc hides
+        seen: set[str] = set()
+        # Folder names are unique within a folder, so a name seen again is in a later folder.
+        for root in dict.fromkeys(search_path() if dirs is None else dirs):
+            for path in service_files([root]):
+                name = path.parent.name
+                if name in seen:
+                    self.shadowed[name] = path
+                    continue
+                seen.add(name)
+                try:
+                    self.services[name] = load_file(path)
+                except CatalogError as e:
+                    self.broken[name] = e
 
     def known(self) -> str:
         return ", ".join(self.services) or "(none)"

@@ -172,9 +172,30 @@ def test_a_broken_file_blocks_only_its_own_isvc(tmp_path: Path, monkeypatch: pyt
         catalog.load_all()  # a command about every isvc needs every file
 
 
-def test_the_same_isvc_twice_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    twin = tmp_path / "langid"
-    shutil.copytree(catalog.SERVICES_DIR / "langid", twin)
-    monkeypatch.setenv(catalog.SERVICES_PATH_ENV, str(twin))
-    with pytest.raises(CatalogError, match="defined twice"):
-        catalog.get("langid")
+def test_your_isvc_shadows_the_reference_isvc_of_the_same_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    mine = tmp_path / "mine" / "langid"
+    shutil.copytree(catalog.SERVICES_DIR / "langid", mine)
+    monkeypatch.setenv(catalog.SERVICES_PATH_ENV, str(mine))
+    assert catalog.get("langid").dir == mine.resolve()
+    assert catalog.Catalog().shadowed == {
+        "langid": catalog.SERVICES_DIR / "langid" / "service.yaml"
+    }
+
+
+def test_the_same_isvc_twice_in_one_folder_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    for where in ("a", "b"):
+        shutil.copytree(catalog.SERVICES_DIR / "langid", tmp_path / "both" / where / "langid")
+    folder = tmp_path / "both"
+    monkeypatch.setenv(catalog.SERVICES_PATH_ENV, f"{folder / 'a'}:{folder / 'b'}")
+    assert catalog.get("langid").dir == (folder / "a" / "langid").resolve()  # earlier wins
+    (tmp_path / "flat").mkdir()
+    shutil.copytree(catalog.SERVICES_DIR / "langid", tmp_path / "flat" / "langid")
+    (tmp_path / "flat" / "langid2").mkdir()
+    shutil.copy(catalog.SERVICES_DIR / "langid" / "service.yaml", tmp_path / "flat" / "langid2")
+    monkeypatch.setenv(catalog.SERVICES_PATH_ENV, str(tmp_path / "flat"))
+    with pytest.raises(CatalogError, match="must match its folder"):
+        catalog.get("langid2")
