@@ -222,3 +222,22 @@ def test_served_as_it_is_on_the_docker_target(run_dir, service_dir, stock_answer
         and os.popen(f"docker inspect --format '{{{{.Config.User}}}}' {container}").read().strip()
     )
     assert user not in ("", "0", "root"), user  # blubber's runtime user, not root
+
+
+def test_init_writes_an_isvc_that_serves_at_once(run_dir, tmp_path):
+    """`ml-sandbox init` then `deploy`: every sample of the new isvc passes through the gateway,
+    transformer and predictor on the stock server."""
+    where = tmp_path / "mine"
+    cli("init", "my-isvc", "--transformer", "--dir", str(where))
+    folder = where / "my-isvc"
+    assert {p.name for p in folder.iterdir()} >= {
+        "service.yaml", "model.py", "transformer.py", "requirements.txt", "blubber.yaml", "training"
+    }  # fmt: skip
+    deploy = cli("deploy", "my-isvc", "--service-dir", str(where), "--target", "local",
+                 "--port", str(free_port()))  # fmt: skip
+    assert "✓ my-isvc/keywords: HTTP 200" in deploy.stdout
+    assert "✓ my-isvc/empty-text: HTTP 400" in deploy.stdout
+    again = cli("init", "my-isvc", "--dir", str(where), check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    bad = cli("init", "My_Isvc", "--dir", str(where), check=False)
+    assert bad.returncode == 2 and "not an isvc name" in bad.stderr
