@@ -155,7 +155,15 @@ def spec_tag(spec: ImageSpec, registry: str | None = None) -> str:
 
 
 def image_tag(service: Service, component: str, registry: str | None = None) -> str:
-    """`ml-sandbox/<isvc>-<component>:<content hash>`, or under `registry` (e.g. `dev.local`)."""
+    """`ml-sandbox/<isvc>-<component>:<content hash>`, or under `registry` (e.g. `dev.local`).
+    A component on its own requirements: the content hash of its translated Blubber file."""
+    comp = dict(service.component_items()).get(component)
+    if comp is not None and comp.stock and comp.image is not None:
+        blubber_file = service.source_dir / comp.image.blubber
+        name = image_name(service, component)
+        return blubber_image_tag(
+            name, blubber_file, comp.image.variant, service.source_dir, registry
+        )
     return spec_tag(component_spec(service, component), registry)
 
 
@@ -507,15 +515,50 @@ def build_images(
     registry: str | None = None,
     env: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Build every component image of `service` (skipping those whose tag exists).
+    """Build every component image of `service` (skipping those whose tag exists): a component
+    on its own requirements from its Blubber file, as production builds it; the others from the
+    sandbox's Dockerfile.
 
     `registry`: also tag `<registry>/<image>:<hash>` (minikube: `dev.local`); `env`: extra env for
     the docker CLI (e.g. `minikube docker-env`'s DOCKER_HOST). Returns {component: tag}.
     """
-    names = [n for n, _ in service.component_items()]
+    names = [n for n, c in service.component_items() if not c.stock]
     specs = [component_spec(service, n) for n in names]
-    tags = build_specs(specs, force=force, registry=registry, env=env)
-    return dict(zip(names, tags, strict=True))
+    tags = dict(
+        zip(names, build_specs(specs, force=force, registry=registry, env=env), strict=True)
+    )
+    for name, comp in service.component_items():
+        if comp.stock:
+            tags[name] = build_stock_image(service, name, force=force, registry=registry, env=env)
+    return {n: tags[n] for n, _ in service.component_items()}
+
+
+def build_stock_image(
+    service: Service,
+    name: str,
+    *,
+    force: bool = False,
+    registry: str | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
+    """A component on its own requirements, built from its own Blubber file."""
+    comp = service.components.predictor if name == "predictor" else service.components.transformer
+    assert comp is not None
+    if comp.image is None:
+        raise RunError(
+            f"{service.name}'s {name} runs on its own requirements, and its image is built from "
+            "its Blubber file: add `image: {blubber: <path to blubber.yaml>, variant: "
+            f"production}}` under components.{name} in {service.dir / 'service.yaml'}"
+        )
+    return build_blubber_image(
+        service.source_dir / comp.image.blubber,
+        comp.image.variant,
+        context=service.source_dir,
+        name=image_name(service, name),
+        force=force,
+        registry=registry,
+        env=env,
+    )
 
 
 def build_replay_image(
@@ -526,8 +569,9 @@ def build_replay_image(
 
 def all_specs(services: list[Service]) -> Iterator[ImageSpec]:
     for service in services:
-        for name, _ in service.component_items():
-            yield component_spec(service, name)
+        for name, comp in service.component_items():
+            if not comp.stock:
+                yield component_spec(service, name)
     yield replay_spec()
 
 

@@ -127,23 +127,6 @@ def _labelled(*filters: str) -> list[str]:
     return _docker(*args).stdout.split()
 
 
-def _blubber_image(service: Service, name: str, component: Component) -> str:
-    """A stock isvc's image, built from its own Blubber file as production builds it."""
-    if component.image is None:
-        raise RunError(
-            f"{service.name}'s {name} runs on its own requirements, and the docker target builds "
-            "such a component from its Blubber file: add `image: {blubber: <path to "
-            f"blubber.yaml>, variant: production}}` under components.{name} in "
-            f"{service.dir / 'service.yaml'}"
-        )
-    return images.build_blubber_image(
-        service.source_dir / component.image.blubber,
-        component.image.variant,
-        context=service.source_dir,
-        name=images.image_name(service, name),
-    )
-
-
 def check_mediawiki_url(value: str) -> None:
     """A MediaWiki URL on the host's loopback is the container itself from inside: refuse it."""
     if value == "live" or MediaWikiMode.of(value):
@@ -201,7 +184,7 @@ class DockerBackend:
         for s in services:
             for n, c in s.component_items():
                 if c.stock:
-                    built[images.image_name(s, n)] = _blubber_image(s, n, c)
+                    built[images.image_name(s, n)] = images.build_stock_image(s, n)
         if _docker("network", "inspect", network_name(), check=False).returncode != 0:
             _docker("network", "create", "--label", f"{LABEL_SANDBOX}={sandbox_id()}",
                     network_name())  # fmt: skip

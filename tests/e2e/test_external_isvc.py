@@ -89,6 +89,11 @@ Path(sys.argv[1]).write_bytes({MODEL_BYTES!r})
 def service_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("external")
     assert not root.resolve().is_relative_to(REPO_ROOT), "the isvc must live outside the repo"
+    return write_external(root)
+
+
+def write_external(root: Path) -> Path:
+    """The checkout (`root/inference-services`) and the service folder; returns the latter."""
     code = root / "inference-services"
     model_dir = code / "src" / "models" / NAME
     model_dir.mkdir(parents=True)
