@@ -200,9 +200,11 @@ def _commands(tool: str, uv: str | None, interp: Interpreter, tmp: Path, reqs: S
     if tool == "uv":
         assert uv is not None
         yield [uv, "venv", "--quiet", "--no-project", "--python", interp.executable, str(tmp)]
-        # No --compile-bytecode (pip's default): it made a kserve venv's build 9x slower here;
-        # Python compiles only the modules the isvc imports, on its first start.
-        yield [uv, "pip", "install", "--python", str(python_of(tmp)), *req_args]
+        # --compile-bytecode, as pip does: the build takes longer, but an isvc then starts from
+        # bytecode even where PYTHONDONTWRITEBYTECODE is set (else kserve 0.14 is compiled on
+        # every start: 2-3x the start-up time). See docs/benchmarks.md.
+        install = [uv, "pip", "install", "--compile-bytecode", "--python", str(python_of(tmp))]
+        yield [*install, *req_args]
     else:
         yield [interp.executable, "-m", "venv", str(tmp)]
         pip = [str(python_of(tmp)), "-m", "pip", "install", "--disable-pip-version-check"]
