@@ -43,6 +43,8 @@ from sandbox.errors import SandboxError
 from sandbox.paths import cache_dir
 
 KEY_LENGTH = 16
+# Part of the key: bump when the way venvs are built changes, so cached ones are rebuilt.
+RECIPE = "2"
 STAMP = ".ml-sandbox-venv.json"
 TAIL_LINES = 20
 INSTALLERS = ("uv", "pip")
@@ -142,9 +144,9 @@ def _ask(exe: str) -> Interpreter:
 
 
 def venv_key(requirements: Sequence[Path], interp: Interpreter) -> str:
-    """The cache key: the contents of every requirement file (includes followed) and the
-    interpreter's implementation and version. Paths do not matter, contents do."""
-    h = hashlib.sha256(f"{interp.implementation}-{interp.version}\0".encode())
+    """The cache key: the contents of every requirement file (includes followed), the
+    interpreter's implementation and version, and RECIPE. Paths do not matter, contents do."""
+    h = hashlib.sha256(f"{RECIPE}\0{interp.implementation}-{interp.version}\0".encode())
     for path in requirement_files(requirements):
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()[:KEY_LENGTH]
