@@ -87,7 +87,10 @@ def first_prediction(cmd: list[str], port: int) -> float:
         while time.monotonic() - started < 120:
             try:
                 req = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/v1/models/echo:predict", data=body, method="POST"
+                    f"http://127.0.0.1:{port}/v1/models/echo:predict",
+                    data=body,
+                    method="POST",
+                    headers={"Content-Type": "application/json"},
                 )
                 with urllib.request.urlopen(req, timeout=2) as resp:
                     if resp.status == 200:

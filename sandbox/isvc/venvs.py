@@ -43,6 +43,8 @@ from sandbox.errors import SandboxError
 from sandbox.paths import cache_dir
 
 KEY_LENGTH = 16
+# Part of the key: bump when the way venvs are built changes, so cached ones are rebuilt.
+RECIPE = "2"
 STAMP = ".ml-sandbox-venv.json"
 TAIL_LINES = 20
 INSTALLERS = ("uv", "pip")
@@ -142,9 +144,9 @@ def _ask(exe: str) -> Interpreter:
 
 
 def venv_key(requirements: Sequence[Path], interp: Interpreter) -> str:
-    """The cache key: the contents of every requirement file (includes followed) and the
-    interpreter's implementation and version. Paths do not matter, contents do."""
-    h = hashlib.sha256(f"{interp.implementation}-{interp.version}\0".encode())
+    """The cache key: the contents of every requirement file (includes followed), the
+    interpreter's implementation and version, and RECIPE. Paths do not matter, contents do."""
+    h = hashlib.sha256(f"{RECIPE}\0{interp.implementation}-{interp.version}\0".encode())
     for path in requirement_files(requirements):
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()[:KEY_LENGTH]
@@ -200,9 +202,11 @@ def _commands(tool: str, uv: str | None, interp: Interpreter, tmp: Path, reqs: S
     if tool == "uv":
         assert uv is not None
         yield [uv, "venv", "--quiet", "--no-project", "--python", interp.executable, str(tmp)]
-        # No --compile-bytecode (pip's default): it made a kserve venv's build 9x slower here;
-        # Python compiles only the modules the isvc imports, on its first start.
-        yield [uv, "pip", "install", "--python", str(python_of(tmp)), *req_args]
+        # --compile-bytecode, as pip does: the build takes longer, but an isvc then starts from
+        # bytecode even where PYTHONDONTWRITEBYTECODE is set (else kserve 0.14 is compiled on
+        # every start: 2-3x the start-up time). See docs/benchmarks.md.
+        install = [uv, "pip", "install", "--compile-bytecode", "--python", str(python_of(tmp))]
+        yield [*install, *req_args]
     else:
         yield [interp.executable, "-m", "venv", str(tmp)]
         pip = [str(python_of(tmp)), "-m", "pip", "install", "--disable-pip-version-check"]
