@@ -108,7 +108,10 @@ def test_hints_name_a_command_the_user_can_run(monkeypatch):
 
 
 def test_manifests_validate_without_the_dev_tools_says_what_to_install(monkeypatch):
+    import sandbox
+
     monkeypatch.setitem(sys.modules, "sandbox.schemas", None)  # as if jsonschema were missing
+    monkeypatch.delattr(sandbox, "schemas", raising=False)
     proc = run("manifests", "validate")
     assert proc.returncode == 1
     assert "needs the dev tools" in proc.stderr and "install -e '.[dev]'" in proc.stderr
