@@ -57,8 +57,12 @@ def ensure_gateway(state: dict[str, Any], port: int, timeout_s: float = 15.0) ->
     return True
 
 
-def _route_urls(state: dict[str, Any]) -> dict[str, str]:
-    return {host: r["url"] for host, r in state["routes"].items()}
+def _route_urls(state: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The gateway's routes: {host: {"url", "isvc"}} (the owner is "<target>/<isvc>")."""
+    return {
+        host: {"url": r["url"], "isvc": r["owner"].split("/", 1)[-1]}
+        for host, r in state["routes"].items()
+    }
 
 
 def set_route(state: dict[str, Any], host: str, url: str, owner: str) -> None:
