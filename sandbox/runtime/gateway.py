@@ -29,13 +29,14 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import httptools
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
-from yarl import URL
+from multidict import CIMultiDict
 
 from sandbox.serving.limits import max_body_bytes
 
@@ -54,6 +55,7 @@ HOP_BY_HOP = frozenset(
         "upgrade",
         "host",
         "content-length",
+        "expect",
     }
 )
 HEALTH_PATH = "/__sandbox__/health"
@@ -152,8 +154,178 @@ class _Server(web.Server):
 
 
 class _DeadConnection(Exception):
-    """The upstream closed the connection before any byte of an answer (typically a pooled
-    connection it had closed after a 500 or when idle)."""
+    """The upstream closed a reused connection before any byte of an answer (typically one it
+    had closed after a 500, or when idle)."""
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached, or broke off its answer (502)."""
+
+
+class _Response:
+    __slots__ = ("body", "done", "headers", "keep_alive", "reason", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.reason = ""
+        self.headers: list[tuple[str, str]] = []
+        self.body: list[bytes] = []
+        self.keep_alive = False
+        self.done = False
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection to an upstream, answering one request at a time."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[_Response] | None = None
+        self.response = _Response()
+        self.received = False
+        self.reused = False
+        self.closed = False
+        self.head = False
+        self.idle_handle: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        if self.waiter is None:  # bytes nobody asked for: the connection is unusable
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(UpstreamError("the isvc switched protocols"))
+        except httptools.HttpParserError as e:
+            self._fail(UpstreamError(f"malformed HTTP response: {e}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.discard(self)
+        if self.waiter is not None and not self.waiter.done():
+            if not self.received and self.reused:
+                self.waiter.set_exception(_DeadConnection())
+            else:
+                why = f": {exc}" if exc else ""
+                self.waiter.set_exception(UpstreamError(f"connection closed mid-answer{why}"))
+
+    # httptools callbacks
+    def on_status(self, status: bytes) -> None:
+        self.response.reason += status.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.response.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.response.status = self.parser.get_status_code()
+        self.response.keep_alive = self.parser.should_keep_alive()
+        if self.head:  # no body follows; do not trust the parser to know
+            self.response.keep_alive = False
+            self.on_message_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.response.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.response.done:
+            return
+        self.response.done = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(self.response)
+
+    def _fail(self, exc: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def send(self, request: bytes, head: bool) -> _Response:
+        assert self.transport is not None
+        self.response = _Response()
+        self.received = False
+        self.head = head
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        try:
+            return await self.waiter
+        finally:
+            self.waiter = None
+
+
+class _Pool:
+    """Keep-alive connections to one upstream: at most `size` at once; callers beyond wait (FIFO)
+    for one; idle ones close after `idle_timeout_s`."""
+
+    def __init__(self, host: str, port: int, settings: Settings) -> None:
+        self.host, self.port, self.settings = host, port, settings
+        self.slots = asyncio.Semaphore(settings.max_connections)
+        self.idle: list[_Connection] = []
+
+    def discard(self, conn: _Connection) -> None:
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self), self.host, self.port
+                )
+        except TimeoutError:
+            raise UpstreamError(
+                f"cannot connect within {self.settings.connect_timeout_s}s"
+            ) from None
+        except OSError as e:
+            raise UpstreamError(f"cannot connect: {e.strerror or e}") from None
+        return conn
+
+    async def request(self, request: bytes, head: bool) -> _Response:
+        async with self.slots:
+            conn = None
+            while self.idle:
+                candidate = self.idle.pop()
+                if candidate.idle_handle is not None:
+                    candidate.idle_handle.cancel()
+                if not candidate.closed:
+                    conn = candidate
+                    conn.reused = True
+                    break
+            if conn is None:
+                conn = await self._connect()
+            try:
+                try:
+                    response = await conn.send(request, head)
+                except _DeadConnection:
+                    log.info("retrying on a new connection: the isvc closed a kept-alive one")
+                    conn = await self._connect()
+                    response = await conn.send(request, head)
+            except BaseException:
+                conn.close()  # cancelled (deadline) or failed mid-request: never reuse
+                raise
+            if response.keep_alive and not conn.closed:
+                conn.idle_handle = asyncio.get_running_loop().call_later(
+                    self.settings.idle_timeout_s, conn.close
+                )
+                self.idle.append(conn)
+            else:
+                conn.close()
+            return response
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
 
 
 class Gateway:
@@ -163,8 +335,7 @@ class Gateway:
         self.routes: dict[str, Route] = {}
         self.by_isvc: dict[str, Route] = {}
         self.in_flight: dict[str, int] = {}
-        self.session: aiohttp.ClientSession | None = None
-        self.fresh: aiohttp.ClientSession | None = None
+        self.pools: dict[str, _Pool] = {}
         self.reload()
 
     def reload(self) -> None:
@@ -172,29 +343,17 @@ class Gateway:
         self.by_isvc = {r.isvc: r for r in self.routes.values()}
         log.info("routes: %s", ", ".join(self.routes) or "(none)")
 
-    async def start(self) -> None:
-        s = self.settings
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout_s)
-        self.session = aiohttp.ClientSession(
-            timeout=timeout,
-            connector=aiohttp.TCPConnector(
-                limit=0, limit_per_host=s.max_connections, keepalive_timeout=s.idle_timeout_s
-            ),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        )
-        # The one retry after a dead pooled connection goes out on a new connection.
-        self.fresh = aiohttp.ClientSession(
-            timeout=timeout,
-            connector=aiohttp.TCPConnector(limit=0, force_close=True),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        )
+    def _pool(self, url: str) -> _Pool:
+        pool = self.pools.get(url)
+        if pool is None:
+            parsed = urlsplit(url)
+            pool = _Pool(parsed.hostname or "127.0.0.1", parsed.port or 80, self.settings)
+            self.pools[url] = pool
+        return pool
 
-    async def close(self) -> None:
-        for session in (self.session, self.fresh):
-            if session:
-                await session.close()
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
@@ -315,42 +474,28 @@ class Gateway:
     async def _forward(
         self, request: web.BaseRequest, route: Route, path: str, body: bytes, deadline: float
     ) -> web.StreamResponse:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers["Host"] = route.host
+        method = request.method
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {route.host}"]
+        lines += [f"{k}: {v}" for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         if "Host" in request.headers:
-            headers["X-Forwarded-Host"] = request.headers["Host"]
-        url = URL(route.url + path, encoded=True)
-        data = body if body or request.method not in ("GET", "HEAD", "OPTIONS") else None
-        assert self.session is not None and self.fresh is not None
+            lines.append(f"X-Forwarded-Host: {request.headers['Host']}")
+        if body or method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
         try:
             async with asyncio.timeout_at(deadline):
-                try:
-                    return await self._send(self.session, request.method, url, data, headers)
-                except _DeadConnection as e:
-                    log.info("retrying on a new connection: %s", clip(repr(e.__cause__)))
-                try:
-                    return await self._send(self.fresh, request.method, url, data, headers)
-                except _DeadConnection as e:
-                    raise e.__cause__ from None  # type: ignore[misc]
+                answer = await self._pool(route.url).request(head + body, method == "HEAD")
         except TimeoutError:
             return _error(504, f"{route.host} did not answer within {self.settings.timeout_s}s")
-        except aiohttp.ClientError as e:
+        except UpstreamError as e:
             return _error(502, f"{route.host} is not answering ({route.url}): {clip(str(e))}")
-
-    @staticmethod
-    async def _send(
-        session: aiohttp.ClientSession, method: str, url: URL, data: Any, headers: dict
-    ) -> web.Response:
-        try:
-            resp = await session.request(method, url, data=data, headers=headers)
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-            if isinstance(e, aiohttp.ClientConnectorError):
-                raise  # could not connect at all: no retry
-            raise _DeadConnection() from e
-        async with resp:
-            payload = await resp.read()
-            out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
-            return web.Response(status=resp.status, reason=resp.reason, body=payload, headers=out)
+        headers = CIMultiDict((k, v) for k, v in answer.headers if k.lower() not in HOP_BY_HOP)
+        return web.Response(
+            status=answer.status,
+            reason=answer.reason or None,
+            body=b"".join(answer.body),
+            headers=headers,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,7 +574,6 @@ def main(argv: list[str] | None = None) -> int:
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        await gateway.start()
         runner = web.ServerRunner(_Server(gateway.handle, access_log=None))
         await runner.setup()
         try:
@@ -440,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("listening on http://%s:%d; %s", args.host, args.port, settings)
         await stop.wait()
         await runner.cleanup()
-        await gateway.close()
+        gateway.close()
 
     try:
         import uvloop
