@@ -436,7 +436,7 @@ class Gateway:
         route, path = found
         s = self.settings
         if request.content_length is not None and request.content_length > s.max_body_bytes:
-            return _error(413, f"request body is larger than {s.max_body_bytes} bytes", close=True)
+            return _error(413, f"request body is larger than {s.max_body_bytes} bytes")
         upstream = route.url
         busy = self.in_flight.get(upstream, 0)
         if busy >= s.max_connections + s.max_pending:
@@ -472,7 +472,7 @@ class Gateway:
                 while chunk := await content.readany():
                     size += len(chunk)
                     if size > limit:
-                        return _error(413, f"request body is larger than {limit} bytes", close=True)
+                        return _error(413, f"request body is larger than {limit} bytes")
                     chunks.append(chunk)
                 return b"".join(chunks)
         except TimeoutError:
