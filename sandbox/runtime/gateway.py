@@ -210,7 +210,13 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self.pool.discard(self)
         if self.waiter is not None and not self.waiter.done():
-            if not self.received and self.reused:
+            if self.response.status and not any(
+                k.lower() in ("content-length", "transfer-encoding")
+                for k, _ in self.response.headers
+            ):  # a body delimited by the end of the connection (HTTP/1.0 style)
+                self.response.keep_alive = False
+                self.waiter.set_result(self.response)
+            elif not self.received and self.reused:
                 self.waiter.set_exception(_DeadConnection())
             else:
                 why = f": {exc}" if exc else ""
