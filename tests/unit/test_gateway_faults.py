@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -464,3 +465,40 @@ def test_unknown_isvc_or_host_is_404_json_listing_the_known_ones(gateway, echo, 
     status, ctype, body = gw.request(path, b"{}", host=host)
     assert status == 404 and ctype.startswith("application/json")
     assert "echo" in body["error"] and ECHO_HOST in body["error"]
+
+
+def test_head_is_answered_without_waiting_for_a_body(gateway, echo):
+    """uvicorn answers HEAD with the Content-Length a GET would have, and no body."""
+    gw = gateway(_route(echo), "--timeout", "3")
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{gw.port}/v1/models/echo", headers={"Host": ECHO_HOST}, method="HEAD"
+    )
+    started = time.monotonic()
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200 and r.read() == b""
+    assert time.monotonic() - started < 2
+    assert gw.request("/v1/models/echo:predict")[0] == 200  # and the pool is still sound
+
+
+def test_an_answer_delimited_by_closing_the_connection_is_forwarded(gateway):
+    """An HTTP/1.0-style upstream: no Content-Length, the body ends when it closes."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        for _ in range(2):
+            conn, _ = server.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                conn.sendall(b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"old": 1}')
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        gw = gateway(_route(f"http://127.0.0.1:{port}"))
+        assert gw.request("/v1/models/echo:predict") == (200, "application/json", {"old": 1})
+        assert gw.request("/v1/models/echo:predict")[2] == {"old": 1}
+    finally:
+        server.close()
