@@ -28,16 +28,14 @@ import re
 import signal
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aiohttp
 import httptools
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
-from aiohttp.web_protocol import RequestHandler
-from multidict import CIMultiDict
 
 from sandbox.serving.limits import max_body_bytes
 
@@ -59,6 +57,7 @@ HOP_BY_HOP = frozenset(
         "expect",
     }
 )
+HOP_BY_HOP_HEAD = HOP_BY_HOP - {"content-length"}  # a HEAD answer keeps the GET's length
 HEALTH_PATH = "/__sandbox__/health"
 # api.wikimedia.org's REST gateway: `in: '/+service/lw/inference/(v1/models/<isvc>:predict(.*))'`,
 # `out: '/\1'`, `to: '<isvc>.<namespace>.wikimedia.org'` (operations-deployment-charts,
@@ -66,6 +65,9 @@ HEALTH_PATH = "/__sandbox__/health"
 PUBLIC_PREFIX = "/service/lw/inference/"
 PUBLIC_FORM = re.compile(r"/+service/lw/inference/(v1/models/([\w.-]+):predict(.*))", re.DOTALL)
 LOG_FIELD_MAX = 200  # characters of a path or Host in one log line
+MAX_LINE = 8190  # bytes of the request line, and of one header line (aiohttp's limit)
+MAX_HEADERS = 128  # header fields of a request (aiohttp's limit)
+CLIENT_IDLE_S = 75.0  # an idle client connection is closed after this (aiohttp's keep-alive)
 
 
 @dataclass(frozen=True)
@@ -118,40 +120,246 @@ def clip(text: str, limit: int = LOG_FIELD_MAX) -> str:
     return f"{text[:limit]}…[+{len(text) - limit} chars]"
 
 
-def _error(status: int, message: str, close: bool = False) -> web.Response:
-    resp = web.json_response({"error": message}, status=status)
-    if close:
-        resp.force_close()
-    return resp
+@dataclass
+class Answer:
+    """What goes back to the client."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    reason: str = ""
+    close: bool = False
 
 
-class _JSONErrors(RequestHandler):
-    """aiohttp's connection handler, answering what its HTTP parser rejects with JSON (and one
-    bounded log line) instead of its text/plain page and a traceback."""
+def _error(status: int, message: str, close: bool = False) -> Answer:
+    body = json.dumps({"error": message}).encode()
+    return Answer(status, [("Content-Type", "application/json")], body, close=close)
 
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started; cannot send the error")
-        if isinstance(exc, HttpProcessingError):
-            text = clip(" ".join((exc.message or str(exc)).split()), 300)
-            if isinstance(exc, LineTooLong) or "Too many headers" in text:
-                status = 431
-            text = f"malformed HTTP request: {text}"
+
+@dataclass
+class Request:
+    method: str
+    raw_path: str
+    headers: list[tuple[str, str]]
+    host: str | None
+    body: bytes
+    started: float
+
+
+_date: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    global _date
+    now = int(time.time())
+    if now != _date[0]:
+        _date = (now, formatdate(now, usegmt=True))
+    return _date[1]
+
+
+class _Downstream(asyncio.Protocol):
+    """One client connection: parses requests with httptools (llhttp, as Node.js), reads each
+    body whole, hands complete requests to the gateway and writes the answers in order."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.loop = asyncio.get_running_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.queue: deque[tuple[Request | None, Answer | None, bool]] = deque()
+        self.task: asyncio.Task | None = None
+        self.closed = False
+        self.idle_handle: asyncio.TimerHandle | None = None
+        self.body_handle: asyncio.TimerHandle | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[str, str]] = []
+        self.header_bytes = 0
+        self.body: list[bytes] = []
+        self.size = 0
+        self.early: Answer | None = None  # answered before the body was complete
+        self.answered = False
+        self.started = 0.0
+        self.host: str | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        for handle in (self.idle_handle, self.body_handle):
+            if handle is not None:
+                handle.cancel()
+        if self.task is not None:
+            self.task.cancel()  # nobody is left to read the answer
+
+    def data_received(self, data: bytes) -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+        if self.closed:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse(_error(400, "protocol upgrades are not supported", close=True))
+        except httptools.HttpParserError as e:
+            text = clip(" ".join(str(e).split()), 300)
+            self._refuse(_error(400, f"malformed HTTP request: {text}", close=True))
+
+    def _refuse(self, answer: Answer) -> None:
+        """Answer a request the parser cannot go on with, then close; read nothing more."""
+        self.transport.pause_reading()  # type: ignore[union-attr]
+        log.warning("%s from %s: %s", answer.status, self._peer(), json.loads(answer.body)["error"])
+        if not self.answered:
+            self.answered = True
+            self._enqueue(None, answer)
+
+    def _peer(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._reset()
+        self.started = self.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > MAX_LINE and self.early is None:
+            self.early = _error(431, f"the request line is longer than {MAX_LINE} bytes", True)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.early is not None:
+            return
+        if len(self.headers) >= MAX_HEADERS:
+            self.early = _error(431, f"more than {MAX_HEADERS} header fields", True)
+        elif len(name) + len(value) > MAX_LINE:
+            self.early = _error(431, f"a header line is longer than {MAX_LINE} bytes", True)
         else:
-            text = "internal error in the gateway (see its log)"
-        log.warning("%s from %s: %s", status, request.remote, clip(repr(exc), 300))
-        return _error(status, text, close=True)
+            self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
+    def on_headers_complete(self) -> None:
+        limit = self.gateway.settings.max_body_bytes
+        length = None
+        expect = False
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == "host":
+                if self.host is not None:
+                    self.early = self.early or _error(400, "more than one Host header", True)
+                self.host = value
+            elif lower == "content-length":
+                length = int(value)  # llhttp has checked it
+            elif lower == "expect":
+                expect = value.lower() == "100-continue"
+        if self.early is None and length is not None and length > limit:
+            self.early = _error(413, f"request body is larger than {limit} bytes")
+        if self.early is not None:
+            self.answered = True
+            self._enqueue(None, self.early)
+            return
+        if expect:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
+        remaining = self.started + self.gateway.settings.timeout_s - self.loop.time()
+        self.body_handle = self.loop.call_later(max(remaining, 0), self._body_timeout)
 
-class _Server(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _JSONErrors(self, loop=self._loop, **self._kwargs)
+    def on_body(self, body: bytes) -> None:
+        if self.answered:
+            return  # drained: the answer is out already
+        self.size += len(body)
+        limit = self.gateway.settings.max_body_bytes
+        if self.size > limit:
+            self.answered = True
+            self._cancel_body_timer()
+            self._enqueue(None, _error(413, f"request body is larger than {limit} bytes"))
+            return
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._cancel_body_timer()
+        if self.answered:
+            return
+        self.answered = True
+        request = Request(
+            method=self.parser.get_method().decode("latin-1"),
+            raw_path=self.url.decode("latin-1"),
+            headers=self.headers,
+            host=self.host,
+            body=b"".join(self.body),
+            started=self.started,
+        )
+        self._enqueue(request, None)
+
+    def _cancel_body_timer(self) -> None:
+        if self.body_handle is not None:
+            self.body_handle.cancel()
+            self.body_handle = None
+
+    def _body_timeout(self) -> None:
+        self.body_handle = None
+        if not self.answered:
+            timeout = self.gateway.settings.timeout_s
+            self._refuse(_error(408, f"the request body did not arrive within {timeout}s", True))
+
+    # answers, in order
+    def _enqueue(self, request: Request | None, answer: Answer | None) -> None:
+        keep_alive = self.parser.should_keep_alive() if answer is None else not answer.close
+        self.queue.append((request, answer, keep_alive))
+        if self.task is None:
+            self.task = self.loop.create_task(self._answer_all())
+
+    async def _answer_all(self) -> None:
+        try:
+            while self.queue and not self.closed:
+                request, answer, keep_alive = self.queue.popleft()
+                if request is not None:
+                    answer = await self.gateway.handle(request)
+                else:
+                    self.gateway.log_refused(self, answer)
+                assert answer is not None
+                self._write(answer, request, keep_alive and not answer.close)
+                if answer.close or not keep_alive:
+                    self.closed = True
+                    self.transport.close()  # type: ignore[union-attr]
+                    return
+        finally:
+            self.task = None
+        self._idle()
+
+    def _write(self, answer: Answer, request: Request | None, keep_alive: bool) -> None:
+        reason = answer.reason or HTTPStatus(answer.status).phrase
+        lines = [f"HTTP/1.1 {answer.status} {reason}"]
+        head_only = request is not None and request.method == "HEAD"
+        has_length = False
+        for name, value in answer.headers:
+            if name.lower() == "content-length":
+                if not head_only:
+                    continue
+                has_length = True
+            lines.append(f"{name}: {value}")
+        if not has_length:
+            lines.append(f"Content-Length: {len(answer.body)}")
+        if not any(name.lower() == "date" for name, _ in answer.headers):
+            lines.append(f"Date: {_http_date()}")
+        if not keep_alive:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        self.transport.write(head if head_only else head + answer.body)  # type: ignore[union-attr]
+
+    def _idle(self) -> None:
+        if not self.closed and self.task is None:
+            self.idle_handle = self.loop.call_later(CLIENT_IDLE_S, self._close_idle)
+
+    def _close_idle(self) -> None:
+        self.idle_handle = None
+        if self.task is None and not self.closed:
+            self.closed = True
+            self.transport.close()  # type: ignore[union-attr]
 
 
 class _DeadConnection(Exception):
@@ -375,29 +583,29 @@ class Gateway:
         for pool in self.pools.values():
             pool.close()
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        host_header = request.headers.get("Host")
+    async def handle(self, request: Request) -> Answer:
         try:
-            response = await self._route(request, host_header, started + self.settings.timeout_s)
+            answer = await self._route(request)
         except Exception as e:  # never a traceback to the client
             log.exception("internal error: %s", clip(repr(e)))
-            response = _error(500, "internal error in the gateway (see its log)")
-        ms = (loop.time() - started) * 1000
+            answer = _error(500, "internal error in the gateway (see its log)")
+        ms = (asyncio.get_running_loop().time() - request.started) * 1000
         path = clip(request.raw_path)
-        host = clip(host_header or "-")
-        _access_log(f'{host} "{request.method} {path}" {response.status} {ms:.1f}ms')
-        return response
+        host = clip(request.host or "-")
+        _access_log(f'{host} "{request.method} {path}" {answer.status} {ms:.1f}ms')
+        return answer
+
+    def log_refused(self, conn: _Downstream, answer: Answer | None) -> None:
+        if answer is not None:
+            path = clip(conn.url.decode("latin-1")) or "-"
+            _access_log(f'{clip(conn.host or "-")} "{path}" {answer.status} refused')
 
     def _known(self) -> str:
         if not self.routes:
             return "none (is anything up?)"
         return "; ".join(f"{r.isvc} (Host {r.host})" for r in sorted(self.routes.values(), key=str))
 
-    def _find(
-        self, request: web.BaseRequest, host_header: str | None
-    ) -> tuple[Route, str] | web.Response:
+    def _find(self, request: Request) -> tuple[Route, str] | Answer:
         """The route and the upstream path of a request, or the gateway's own answer."""
         path = request.raw_path
         if path.startswith(PUBLIC_PREFIX) or path.startswith("//"):
@@ -414,6 +622,7 @@ class Gateway:
                     "the API Gateway form is POST /service/lw/inference/v1/models/<isvc>:predict; "
                     f"known isvcs: {self._known()}",
                 )
+        host_header = request.host
         if host_header is None:
             return _error(
                 400,
@@ -424,25 +633,26 @@ class Gateway:
         host = host_header.rsplit(":", 1)[0].lower() if not host_header.endswith("]") else ""
         route = self.routes.get(host)
         if route is None:
-            if request.path == HEALTH_PATH:
-                return web.json_response(
-                    {"status": "ok", "routes": sorted(self.routes), "isvcs": sorted(self.by_isvc)}
+            if path.split("?", 1)[0] == HEALTH_PATH:
+                health = {
+                    "status": "ok",
+                    "routes": sorted(self.routes),
+                    "isvcs": sorted(self.by_isvc),
+                }
+                return Answer(
+                    200, [("Content-Type", "application/json")], json.dumps(health).encode()
                 )
             return _error(
                 404, f"no isvc is served for Host {clip(host_header)!r}; known: {self._known()}"
             )
         return route, path
 
-    async def _route(
-        self, request: web.BaseRequest, host_header: str | None, deadline: float
-    ) -> web.StreamResponse:
-        found = self._find(request, host_header)
-        if isinstance(found, web.Response):
+    async def _route(self, request: Request) -> Answer:
+        found = self._find(request)
+        if isinstance(found, Answer):
             return found
         route, path = found
         s = self.settings
-        if request.content_length is not None and request.content_length > s.max_body_bytes:
-            return _error(413, f"request body is larger than {s.max_body_bytes} bytes")
         upstream = route.url
         busy = self.in_flight.get(upstream, 0)
         if busy >= s.max_connections + s.max_pending:
@@ -453,55 +663,19 @@ class Gateway:
             )
         self.in_flight[upstream] = busy + 1
         try:
-            body = await self._read_body(request, deadline)
-            if isinstance(body, web.Response):
-                return body
-            return await self._forward(request, route, path, body, deadline)
+            return await self._forward(request, route, path, request.started + s.timeout_s)
         finally:
             self.in_flight[upstream] -= 1
 
-    async def _read_body(self, request: web.BaseRequest, deadline: float) -> bytes | web.Response:
-        """The whole body (Content-Length or chunked), or 413 past the limit, 408 past the deadline,
-        400 when the client stops sending."""
-        limit = self.settings.max_body_bytes
-        content = request.content
-        length = request.content_length
-        if length is not None:
-            body = content.read_nowait(length)  # usually all of it has arrived with the headers
-            if len(body) == length:
-                return body
-        try:
-            async with asyncio.timeout_at(deadline):
-                if length is not None:
-                    return body + await content.readexactly(length - len(body))
-                chunks, size = [], 0
-                while chunk := await content.readany():
-                    size += len(chunk)
-                    if size > limit:
-                        return _error(413, f"request body is larger than {limit} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except TimeoutError:
-            return _error(
-                408, f"the request body did not arrive within {self.settings.timeout_s}s", True
-            )
-        except asyncio.IncompleteReadError as e:
-            got = length - e.expected + len(e.partial) if length is not None else len(e.partial)
-            return _error(400, f"the body ended after {got} of {length} bytes", close=True)
-        except (aiohttp.ClientPayloadError, HttpProcessingError, ConnectionError) as e:
-            return _error(400, f"cannot read the request body: {clip(str(e))}", close=True)
-
-    async def _forward(
-        self, request: web.BaseRequest, route: Route, path: str, body: bytes, deadline: float
-    ) -> web.StreamResponse:
-        method = request.method
+    async def _forward(self, request: Request, route: Route, path: str, deadline: float) -> Answer:
+        method, body = request.method, request.body
         lines = [f"{method} {path} HTTP/1.1", f"Host: {route.host}"]
-        lines += [f"{k}: {v}" for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-        if "Host" in request.headers:
-            lines.append(f"X-Forwarded-Host: {request.headers['Host']}")
+        lines += [f"{k}: {v}" for k, v in request.headers if k.lower() not in HOP_BY_HOP]
+        if request.host is not None:
+            lines.append(f"X-Forwarded-Host: {request.host}")
         if body or method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
             lines.append(f"Content-Length: {len(body)}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
         try:
             async with asyncio.timeout_at(deadline):
                 answer = await self._pool(route.url).request(head + body, method == "HEAD")
@@ -509,13 +683,11 @@ class Gateway:
             return _error(504, f"{route.host} did not answer within {self.settings.timeout_s}s")
         except UpstreamError as e:
             return _error(502, f"{route.host} is not answering ({route.url}): {clip(str(e))}")
-        headers = CIMultiDict((k, v) for k, v in answer.headers if k.lower() not in HOP_BY_HOP)
-        return web.Response(
-            status=answer.status,
-            reason=answer.reason or None,
-            body=b"".join(answer.body),
-            headers=headers,
-        )
+        if method == "HEAD":
+            headers = [(k, v) for k, v in answer.headers if k.lower() not in HOP_BY_HOP_HEAD]
+        else:
+            headers = [(k, v) for k, v in answer.headers if k.lower() not in HOP_BY_HOP]
+        return Answer(answer.status, headers, b"".join(answer.body), answer.reason)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -594,16 +766,16 @@ def main(argv: list[str] | None = None) -> int:
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        runner = web.ServerRunner(_Server(gateway.handle, access_log=None))
-        await runner.setup()
         try:
-            await web.TCPSite(runner, args.host, args.port, backlog=1024).start()
+            server = await loop.create_server(
+                lambda: _Downstream(gateway), args.host, args.port, backlog=1024
+            )
         except OSError as e:
             print(f"gateway: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
             raise SystemExit(1) from None
         log.info("listening on http://%s:%d; %s", args.host, args.port, settings)
         await stop.wait()
-        await runner.cleanup()
+        server.close()
         gateway.close()
 
     try:
