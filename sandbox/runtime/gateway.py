@@ -15,6 +15,9 @@ Every error the gateway itself answers is JSON `{"error": "..."}`: 400 for malfo
 missing Host, 404 for an unknown Host or isvc (listing the known ones), 408 when the body does
 not arrive in time, 413 over the body limit, 431 for oversized headers, 502 when the isvc does
 not answer, 503 when its queue is full, 504 when it is too slow.
+
+Both sides speak HTTP/1.1 with httptools (llhttp) on asyncio/uvloop: a server protocol that
+reads each body whole before forwarding it, and a pool of keep-alive connections per isvc.
 """
 
 from __future__ import annotations
