@@ -2,6 +2,7 @@
 """Benchmark the local runtime against a bare FastAPI endpoint; prints a Markdown table.
 
     .venv/bin/python scripts/bench.py [--duration 5] [--repeat 3] [--concurrency 8 32]
+    .venv/bin/python scripts/bench.py --gateway-only [--repeat 5]   # the gateway's overhead only
 
 Needs `wrk` (apt-get install wrk). Measures, in one run on this machine: requests/s and p50/p99
 latency for a bare FastAPI+uvicorn endpoint answering the same JSON, each predictor called
@@ -91,6 +92,16 @@ def wrk(url: str, body: bytes, host: str | None, conns: int, duration: int) -> d
     return {"rps": rps, "p50": p50, "p99": p99, "errors": errors}
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by these processes and their children."""
+    total = 0.0
+    for pid in pids:
+        for p in (pid, *children(pid)):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def children(pid: int) -> list[int]:
     kids: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -121,6 +132,78 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def bench_gateway(args, langid, outlink, gw_port: int, port_of) -> int:
+    """Each isvc directly and through the gateway, alternating run by run (direct, gateway,
+    direct, ...) so that both see the same background load; the ratio is per pair."""
+    st = state.read()
+    gw_pid = st["gateway"]["process"]["pid"]
+    pids = {
+        isvc: [c["process"]["pid"] for c in st["isvcs"][f"local/{isvc}"]["components"].values()]
+        for isvc in (langid.name, outlink.name)
+    }
+    pids[outlink.name].append(st["mediawiki"]["process"]["pid"])
+
+    def measured(url: str, body: bytes, host: str | None, c: int, isvc: str) -> dict:
+        before = cpu_seconds([gw_pid]), cpu_seconds(pids[isvc])
+        r = wrk(url, body, host, c, args.duration)
+        n = r["rps"] * args.duration
+        r["gw_cpu_us"] = (cpu_seconds([gw_pid]) - before[0]) / n * 1e6
+        r["isvc_cpu_us"] = (cpu_seconds(pids[isvc]) - before[1]) / n * 1e6
+        return r
+
+    pairs = [
+        (
+            "langid: predictor",
+            f"http://127.0.0.1:{port_of('langid', 'predictor')}{langid.predict_path}",
+            f"http://127.0.0.1:{gw_port}{langid.predict_path}",
+            langid.samples[0].body(),
+            langid.host,
+            langid.name,
+        ),
+        (
+            "outlink: transformer (+MediaWiki replay)",
+            f"http://127.0.0.1:{port_of(outlink.name, 'transformer')}{outlink.predict_path}",
+            f"http://127.0.0.1:{gw_port}{outlink.predict_path}",
+            outlink.sample("toni-morrison").body(),
+            outlink.host,
+            outlink.name,
+        ),
+    ]
+    rows = []
+    for name, direct_url, gw_url, body, host, isvc in pairs:
+        for c in args.concurrency:
+            print(f"• {name} at concurrency {c} …", file=sys.stderr, flush=True)
+            direct, via, ratios = [], [], []
+            for _ in range(args.repeat):
+                direct.append(measured(direct_url, body, None, c, isvc))
+                via.append(measured(gw_url, body, host, c, isvc))
+                ratios.append(via[-1]["rps"] / direct[-1]["rps"])
+            rows.append((name, c, direct, via, ratios))
+    print(
+        f"\n### Gateway overhead ({os.cpu_count()} cores, wrk -t1; {args.repeat} alternating "
+        f"pairs of {args.duration}s runs; medians)\n"
+    )
+    print(
+        "| isvc: called component | conc. | direct req/s | via gateway req/s "
+        "| direct p99 ms | gateway p99 ms | non-2xx | isvc CPU µs/req | gateway CPU µs/req "
+        "| gateway / direct (min-max) | goal | met |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
+    for name, c, direct, via, ratios in rows:
+        ratio = statistics.median(ratios)
+        med = statistics.median
+        print(
+            f"| {name} | {c} | {med(r['rps'] for r in direct):.0f} "
+            f"| {med(r['rps'] for r in via):.0f} | {med(r['p99'] for r in direct):.2f} "
+            f"| {med(r['p99'] for r in via):.2f} | {sum(r['errors'] for r in direct + via)} "
+            f"| {med(r['isvc_cpu_us'] for r in direct):.0f} "
+            f"| {med(r['gw_cpu_us'] for r in via):.0f} "
+            f"| {ratio:.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | >= 0.9x "
+            f"| {'yes' if ratio >= 0.9 else 'NO'} |"
+        )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -130,6 +213,12 @@ def main() -> int:
         "--repeat", type=int, default=3, help="measurements per row; the table shows the median"
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    parser.add_argument(
+        "--gateway-only",
+        action="store_true",
+        help="only the gateway's overhead: each isvc called directly and through the gateway, "
+        "alternating run by run so that both see the same background load",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("bench needs wrk: apt-get install wrk")
@@ -170,6 +259,12 @@ def main() -> int:
 
     def port_of(isvc: str, comp: str) -> int:
         return st.isvcs[f"local/{isvc}"].components[comp].port
+
+    if args.gateway_only:
+        try:
+            return bench_gateway(args, langid, outlink, gw_port, port_of)
+        finally:
+            cli("down")
 
     # -- the bare FastAPI baseline, answering langid's JSON ------------------------------------
     bare_port = processes.free_port()
@@ -345,12 +440,12 @@ def main() -> int:
             (
                 "outlink: gateway / transformer direct",
                 rps("outlink via gateway") / rps("outlink transformer"),
-                0.75,
+                0.9,
             ),
             (
                 "langid: gateway / predictor direct",
                 rps("langid via gateway") / rps("langid predictor"),
-                0.75,
+                0.9,
             ),
         ]
         for label, value, goal in checks:

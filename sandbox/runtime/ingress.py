@@ -32,8 +32,9 @@ def gateway_url(st: State) -> str | None:
     return st.gateway.url if st.gateway else None
 
 
-def _routes(st: State) -> dict[str, str]:
-    return {host: rec.url for host, rec in st.routes().items() if rec.url}
+def _routes(st: State) -> dict[str, dict[str, str]]:
+    """The gateway's routes: {host: {"url", "isvc"}}."""
+    return {h: {"url": r.url, "isvc": r.isvc} for h, r in st.routes().items() if r.url}
 
 
 def ensure_gateway(st: State, port: int, timeout_s: float = 15.0) -> bool:
@@ -77,7 +78,7 @@ def publish(st: State) -> None:
     os.killpg(gw.process.pid, signal.SIGHUP)  # the gateway runs under logpipe, in its group
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        if _served_routes(gw.port) == routes:
+        if _served_routes(gw.port) == {h: r["url"] for h, r in routes.items()}:
             return
         time.sleep(0.02)
 

@@ -38,7 +38,9 @@ def _request(port: int, host: str, path="/v1/models/x:predict", body=b"{}", meth
 def gateway(tmp_path: Path):
     routes = tmp_path / "routes.json"
     dead = free_port()  # nothing listens there
-    write_routes(routes, {"dead.llm.wikimedia.org": f"http://127.0.0.1:{dead}"})
+    write_routes(
+        routes, {"dead.llm.wikimedia.org": {"url": f"http://127.0.0.1:{dead}", "isvc": "dead"}}
+    )
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -87,7 +89,7 @@ def test_upstream_down_is_502_and_gateway_keeps_serving(gateway):
 
 def test_sighup_reloads_routes(gateway):
     port, routes, proc = gateway
-    write_routes(routes, {"new.ns.wikimedia.org": "http://127.0.0.1:9"})
+    write_routes(routes, {"new.ns.wikimedia.org": {"url": "http://127.0.0.1:9", "isvc": "new"}})
     os.kill(proc.pid, signal.SIGHUP)
     deadline = time.monotonic() + 10
     want = {"new.ns.wikimedia.org": "http://127.0.0.1:9"}
