@@ -58,7 +58,10 @@ def _add_up_args(p: argparse.ArgumentParser, default_target: str) -> None:
         "pulls the stack's sidecar images)",
     )
     p.add_argument(
-        "--max-body-bytes", type=int, default=None, help="request body limit (default 1 MiB)"
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        help="the gateway's request body limit, 413 above it (default 1 MiB)",
     )
     p.add_argument(
         "--model-source",
@@ -157,6 +160,7 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
     if args.max_body_bytes is not None:
         if args.max_body_bytes <= 0:
             raise RunError("--max-body-bytes must be positive")
+        # The gateway enforces it (413); the reference isvcs' serving helpers read it too.
         env["MAX_BODY_BYTES"] = str(args.max_body_bytes)
     mw = _mediawiki(args.mediawiki)
     timeout = (
@@ -168,7 +172,12 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
     if source not in ("sandbox", "production") and (args.all or len(args.isvcs) != 1):
         raise RunError("--model-source URI names one model: give exactly one isvc")
     return UpOptions(
-        gateway_port=args.port, mediawiki=mw, timeout_s=timeout, env=env, model_source=source
+        gateway_port=args.port,
+        mediawiki=mw,
+        timeout_s=timeout,
+        env=env,
+        model_source=source,
+        max_body_bytes=args.max_body_bytes,
     )
 
 

@@ -20,8 +20,10 @@ class UpOptions:
     # (Wikimedia's public mirror), or a URI fetched with kserve-storage (s3://, gs://, https://,
     # a local path).
     model_source: str = "sandbox"
-    # Extra env for every component (after service.yaml's), e.g. MAX_BODY_BYTES.
+    # Extra env for every component (after service.yaml's).
     env: dict[str, str] = field(default_factory=dict)
+    # The gateway's request body limit (None: its default, 1 MiB).
+    max_body_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,6 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from sandbox.serving.limits import max_body_bytes
-
 log = logging.getLogger("gateway")
 
 HOP_BY_HOP = frozenset(
@@ -62,6 +60,9 @@ HOP_BY_HOP = frozenset(
 )
 HOP_BY_HOP_HEAD = HOP_BY_HOP - {"content-length"}  # a HEAD answer keeps the GET's length
 HEALTH_PATH = "/__sandbox__/health"
+# The request body limit (413 above it), as Envoy's buffer limit in front of Lift Wing's isvcs;
+# `ml-sandbox up --max-body-bytes` sets it.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # api.wikimedia.org's REST gateway: `in: '/+service/lw/inference/(v1/models/<isvc>:predict(.*))'`,
 # `out: '/\1'`, `to: '<isvc>.<namespace>.wikimedia.org'` (operations-deployment-charts,
 # helmfile.d/services/rest-gateway/values.yaml, liftwing_inference).
@@ -697,7 +698,7 @@ class Gateway:
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = Settings(max_body_bytes=max_body_bytes())
+    defaults = Settings(max_body_bytes=DEFAULT_MAX_BODY_BYTES)
     parser = argparse.ArgumentParser(
         prog="python -m sandbox.runtime.gateway",
         description="Host-routing gateway of the sandbox (the Istio ingress of the local and "

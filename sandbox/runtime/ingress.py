@@ -37,10 +37,14 @@ def _routes(st: State) -> dict[str, dict[str, str]]:
     return {h: {"url": r.url, "isvc": r.isvc} for h, r in st.routes().items() if r.url}
 
 
-def ensure_gateway(st: State, port: int, timeout_s: float = 15.0) -> bool:
-    """Start the gateway on `port` unless it already runs there. True if it was started."""
+def ensure_gateway(
+    st: State, port: int, max_body_bytes: int | None = None, timeout_s: float = 15.0
+) -> bool:
+    """Start the gateway on `port` with this body limit unless it already runs so. True if it was
+    started."""
     gw = st.gateway
-    if gw and processes.alive(gw.process) and gw.port == port:
+    same = gw and gw.port == port and gw.max_body_bytes == max_body_bytes
+    if gw and same and processes.alive(gw.process):
         return False
     if gw:
         processes.stop(gw.process)
@@ -55,6 +59,8 @@ def ensure_gateway(st: State, port: int, timeout_s: float = 15.0) -> bool:
     write_routes(routes_file(), _routes(st))
     cmd = [sys.executable, "-m", "sandbox.runtime.gateway", "--routes", str(routes_file())]
     cmd += ["--port", str(port)]
+    if max_body_bytes is not None:
+        cmd += ["--max-body-bytes", str(max_body_bytes)]
     rec = processes.spawn_ready(
         cmd,
         logs_dir() / "gateway.log",
@@ -62,7 +68,7 @@ def ensure_gateway(st: State, port: int, timeout_s: float = 15.0) -> bool:
         f"the gateway on port {port}",
         timeout_s,
     )
-    st.gateway = ServerRecord(port, rec)
+    st.gateway = ServerRecord(port, rec, max_body_bytes)
     st.save()
     print(f"• gateway listening on http://127.0.0.1:{port}", file=sys.stderr)
     return True

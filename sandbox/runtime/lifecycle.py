@@ -220,7 +220,9 @@ class HostTarget:
                 undo = _Undo()
                 try:
                     with critical():
-                        undo.gateway = ingress.ensure_gateway(st, opts.gateway_port)
+                        undo.gateway = ingress.ensure_gateway(
+                            st, opts.gateway_port, opts.max_body_bytes
+                        )
                     wiki_url = self._mediawiki_url(st, opts, prepared, undo)
                     for service in services:
                         self._up_one(st, service, opts, prepared, wiki_url, undo)

@@ -116,6 +116,7 @@ class ServerRecord:
 
     port: int
     process: ProcessRecord
+    max_body_bytes: int | None = None  # the gateway's --max-body-bytes (None: its default)
 
     @property
     def url(self) -> str:
@@ -162,8 +163,13 @@ class State:
         if not isinstance(d, dict) or d.get("version") != VERSION:
             raise ValueError(f"not a version-{VERSION} state document")
         gw = d.get("gateway")
+        gateway = None
+        if gw:
+            gateway = ServerRecord(
+                int(gw["port"]), ProcessRecord(**gw["process"]), gw.get("max_body_bytes")
+            )
         return cls(
-            gateway=ServerRecord(int(gw["port"]), ProcessRecord(**gw["process"])) if gw else None,
+            gateway=gateway,
             mediawiki={t: ComponentRecord.from_dict(c) for t, c in d["mediawiki"].items()},
             isvcs={k: IsvcRecord.from_dict(v) for k, v in d["isvcs"].items()},
             starting={k: IsvcRecord.from_dict(v) for k, v in d["starting"].items()},

@@ -246,3 +246,31 @@ def test_init_writes_an_isvc_that_serves_at_once(run_dir, tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
     bad = cli("init", "My_Isvc", "--dir", str(where), check=False)
     assert bad.returncode == 2 and "not an isvc name" in bad.stderr
+
+
+def test_the_gateway_serves_lift_wings_client_surfaces(run_dir, service_dir, stock_answers):
+    """Both URL forms, readiness, the 404 listing the known isvcs, and the body limit (413 JSON
+    from the gateway, where production's Envoy enforces it), in front of a stock isvc."""
+    port = free_port()
+    cli("up", NAME, "--service-dir", str(service_dir), "--port", str(port),
+        "--max-body-bytes", "2000")  # fmt: skip
+    _, path, body = REQUESTS[0]
+
+    def post(url_path: str, host: str, data: bytes) -> tuple[int, bytes]:
+        headers = {"Host": host, "Content-Type": "application/json"}
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}{url_path}", data=data, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    assert post(path, HOST, body) == stock_answers[0]
+    public = f"/service/lw/inference/v1/models/{NAME}:predict"
+    assert post(public, "api.wikimedia.org", body) == stock_answers[0]
+    status, answer = post(path, "nope.example.org", body)
+    assert status == 404 and NAME in json.loads(answer)["error"]
+    status, answer = post(path, HOST, json.dumps({"text": "x" * 3000}).encode())
+    assert status == 413 and "2000" in json.loads(answer)["error"]
