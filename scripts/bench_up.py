@@ -7,6 +7,10 @@ prints a Markdown table.
 Rows: a stock isvc as `ml-sandbox init` writes it (kserve 0.14.1 on its own pins, run by the
 launcher in its own venv), with its venv cached (built first if missing, not timed) and with the
 gateway already up; and the reference isvcs of services/. Each run is a fresh `up` after `down`.
+
+Then a restart under load: wrk sends langid requests through the gateway for 12 s (after its 2 s
+warm-up) while `up` replaces langid with a changed one; the same without the restart, to compare
+p99 and errors (needs `wrk`).
 """
 
 from __future__ import annotations
@@ -81,7 +85,35 @@ def main() -> int:
             spread = f"{min(times):.2f}-{max(times):.2f}"
             print(f"| {label} | {statistics.median(times):.2f} s ({spread}) |")
         cli("down")
+        restart_under_load(port)
     return 0
+
+
+def restart_under_load(port: int) -> None:
+    import threading
+
+    from bench import wrk  # scripts/bench.py
+
+    svc = catalog.get("langid")
+    url = f"http://127.0.0.1:{port}{svc.predict_path}"
+    cli("up", "langid", "--port", str(port))
+    print("\n| langid via the gateway, wrk c8 for 12 s | req/s | p50 | p99 | non-2xx |")
+    print("|---|---:|---:|---:|---:|")
+    for label, restart in (("steady", False), ("langid replaced at 5 s", True)):
+        result: dict = {}
+        load = threading.Thread(
+            target=lambda out=result: out.update(wrk(url, svc.samples[0].body(), svc.host, 8, 12))
+        )
+        load.start()
+        if restart:
+            time.sleep(2 + 5)  # wrk's warm-up, then into the measured run
+            cli("up", "langid", "--port", str(port), "--env", f"BENCH_RESTART={time.time()}")
+        load.join()
+        print(
+            f"| {label} | {result['rps']:.0f} | {result['p50']:.1f} ms | {result['p99']:.1f} ms "
+            f"| {result['errors']} |"
+        )
+    cli("down")
 
 
 if __name__ == "__main__":
