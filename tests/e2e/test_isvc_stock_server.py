@@ -3,7 +3,8 @@ outside this repository with its own requirements and a shared-helpers package i
 the pythonpath, runs in its own venv (`sandbox.isvc.venvs`) under `sandbox/isvc/launch.py`.
 
 It must answer exactly as the stock server started with `python model.py` does, listen on
-loopback only, and run beside an isvc whose pins conflict with its own (numpy<2 / numpy>=2).
+loopback only, and run beside an isvc whose pins conflict with its own (numpy<2 / numpy>=2); and
+kserve SDKs 0.11.2, 0.13.1, 0.14.1, 0.15.2 and 0.21.0 all serve through the launcher, unchanged.
 The venvs are cached in the sandbox cache, so reruns skip the installs.
 """
 
@@ -224,3 +225,32 @@ def test_conflicting_pins_run_side_by_side(running: Callable[..., Server]) -> No
     assert int(versions["old"].split(".")[0]) < 2
     assert int(versions["new"].split(".")[0]) >= 2
     assert old.proc.poll() is None and new.proc.poll() is None
+
+
+# The oldest SDK the sandbox supports, langid's pin, and the sandbox's own (the newest here);
+# 0.14.1 and 0.15.2 run above. kserve 0.11 imports pkg_resources (through ray), which
+# setuptools 81+ dropped: an isvc on it pins setuptools itself, as it would in production.
+SDKS = {
+    "0.11.2": "kserve==0.11.2\nsetuptools<81\n",
+    "0.13.1": "kserve==0.13.1\n",
+    "0.21.0": "kserve==0.21.0\n",
+}
+
+
+@pytest.mark.parametrize("sdk", sorted(SDKS))
+def test_every_sdk_serves_through_the_launcher_on_loopback(
+    sdk: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    name = "sdk" + sdk.replace(".", "")
+    isvc = write_monorepo(tmp_path_factory.mktemp("inference-services"), {name: SDKS[sdk]})[name]
+    venv = venvs.ensure([isvc.requirements])
+    server = start(isvc, venv, launched=True, log=tmp_path / "server.log")
+    try:
+        body = json.dumps({"text": " A  B "}).encode()
+        status, _, data = call(server.base, "POST", f"/v1/models/{name}:predict", body)
+        assert (status, json.loads(data)["normalized"]) == (200, "a b"), data
+        bound = listening_addresses(server.proc.pid)
+        assert {p for _, p in bound} >= {server.http_port, server.grpc_port}
+        assert non_loopback(bound) == set()
+    finally:
+        stop(server)

@@ -299,3 +299,28 @@ def test_frontend_line(tmp_path: Path) -> None:
         == "docker-registry.wikimedia.org/repos/releng/blubber/buildkit:v0.21.1"
     )
     assert blubber.frontend(write(tmp_path, "version: v4\n")) is None
+
+
+def test_image_tag_follows_the_copied_files_only(tmp_path: Path) -> None:
+    from sandbox import images
+    from sandbox.runtime.base import RuntimeError_
+
+    root = tmp_path / "repo"
+    (root / "src" / "models" / "echo").mkdir(parents=True)
+    (root / "python").mkdir()
+    for rel in ("src/models/echo/requirements.txt", "python/requirements.txt"):
+        (root / rel).write_text("six==1.17.0\n")
+    (root / "src" / "models" / "echo" / "model.py").write_text("print(1)\n")
+    (root / "python" / "helper.py").write_text("X = 1\n")
+    (root / "model_server_entrypoint.sh").write_text("#!/bin/sh\n")
+    (root / "README.md").write_text("not copied\n")
+    path = write(tmp_path, LANGID_LIKE)
+    tag = images.blubber_image_tag("ml-sandbox/echo", path, "production", root)
+    assert tag.startswith("ml-sandbox/echo:")
+    (root / "README.md").write_text("changed, still not copied\n")
+    assert images.blubber_image_tag("ml-sandbox/echo", path, "production", root) == tag
+    (root / "python" / "helper.py").write_text("X = 2\n")
+    assert images.blubber_image_tag("ml-sandbox/echo", path, "production", root) != tag
+    (root / "model_server_entrypoint.sh").unlink()
+    with pytest.raises(RuntimeError_, match=r"copies model_server_entrypoint\.sh, which is not"):
+        images.blubber_image_tag("ml-sandbox/echo", path, "production", root)
