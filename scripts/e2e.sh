@@ -9,7 +9,7 @@
 #
 # Environment:
 #   E2E_ARTIFACTS_DIR   where logs and diagnostics go (default: ./e2e-artifacts)
-#   E2E_PLAYBOOK_ARGS   extra ansible-playbook arguments, e.g. "-e minikube_driver=none"
+#   E2E_PLAYBOOK_ARGS   extra ansible-playbook arguments, e.g. "-e ingress_host_port=9090"
 #   E2E_DEPLOY_ARGS     extra deploy.sh arguments (default: "--mediawiki replay --timeout 900":
 #                       hermetic wikis; a first deploy pulls the sidecar images)
 #   E2E_KEEP=1          `all` leaves the cluster up instead of tearing it down

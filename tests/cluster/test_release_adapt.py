@@ -127,7 +127,7 @@ def test_wmf_images_replace_upstream_ones(tmp_path: Path, stack_vars: dict[str, 
     dep = next(d for d in adapted["rest"] if d["kind"] == "Deployment")
     image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
     assert (
-        image == f"docker-registry.wikimedia.org/kserve-controller:{stack_vars['kserve_version']}-1"
+        image == f"docker-registry.wikimedia.org/kserve-controller:{stack_vars['kserve_version']}-0"
     )
 
 
