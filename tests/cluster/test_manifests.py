@@ -242,8 +242,6 @@ def test_wmf_images_render_valid_manifests_pointing_at_wikimedias_registry(
         ]
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
-    import yaml
-
     out = tmp_path / "manifests"
     (iop,) = yaml.safe_load_all((out / "istio" / "istio-operator.yaml").read_text())
     assert iop["spec"]["hub"] == f"{stack_vars['wmf_registry']}/istio"
@@ -253,4 +251,10 @@ def test_wmf_images_render_valid_manifests_pointing_at_wikimedias_registry(
     (cm,) = yaml.safe_load_all((out / "kserve" / "inferenceservice-config.yaml").read_text())
     image = json.loads(cm["data"]["storageInitializer"])["image"]
     assert image == f"{stack_vars['wmf_registry']}/kserve-storage-initializer:0.17.0-0"
+    # The queue-proxy is not a container of the release: config-deployment names its image
+    # (production: charts/knative-serving/values.yaml core.queue_proxy, knative-serving-queue).
+    knative = list(yaml.safe_load_all((out / "knative" / "knative-config.yaml").read_text()))
+    deployment = next(d for d in knative if d and d["metadata"]["name"] == "config-deployment")
+    queue = deployment["data"]["queue-sidecar-image"]
+    assert queue == f"{stack_vars['wmf_registry']}/knative-serving-queue:1.21.2-1"
     assert schemas.validate_documents([cm]) == []
