@@ -177,6 +177,16 @@ def test_verify_records_the_current_context_of_an_existing_cluster(
     assert (facts["provider"], facts["context"]) == ("existing", "team-cluster")
 
 
+def test_verify_records_the_loopback_when_the_ingress_binds_every_address(
+    run_role: RoleRunner, tmp_path: Path
+) -> None:
+    # The Vagrant VM publishes the ingress on 0.0.0.0; clients inside it use 127.0.0.1.
+    proc = run_role("verify", {"test_tasks_from": "state", "ingress_host_address": "0.0.0.0"})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    facts = json.loads((tmp_path / "home" / "state" / "cluster.json").read_text())
+    assert facts["ingress"] == {"host": "127.0.0.1", "port": 8080}
+
+
 def test_the_model_store_role_creates_the_store_and_uploads_nothing() -> None:
     """One uploader: deploy.sh --target minikube uploads each isvc's model; the playbook only
     creates the store and its bucket."""
