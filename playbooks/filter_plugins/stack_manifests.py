@@ -142,14 +142,20 @@ def _used_namespaces(docs: list[dict[str, Any]]) -> list[str]:
 
 
 def stack_namespaces(
-    docs: list[Any], labels: dict[str, dict[str, str]] | None = None
+    docs: list[Any],
+    labels: dict[str, dict[str, str]] | None = None,
+    create: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """`docs` with a Namespace document, first, for every namespace in `labels` that the documents
-    use (or declare), carrying those labels on top of the release's own."""
+    """`docs` with their Namespace documents first, each carrying its `labels` on top of the
+    release's own, plus a Namespace document for each namespace in `create` that the documents use
+    but do not declare (KServe's, which its release leaves out). Only the release that owns a
+    namespace may create it: two releases applying the same Namespace with different fields would
+    take each other's fields away on every run."""
     labels = labels or {}
     docs = [d for d in docs if d]
     declared = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Namespace"}
-    wanted = [ns for ns in [*declared, *_used_namespaces(docs)] if ns in labels]
+    used = [ns for ns in _used_namespaces(docs) if ns in (create or [])]
+    wanted = [ns for ns in [*declared, *used] if ns in labels or ns in (create or [])]
     head = []
     for ns in dict.fromkeys(wanted):
         doc = copy.deepcopy(declared.get(ns)) or {
@@ -158,10 +164,10 @@ def stack_namespaces(
             "metadata": {"name": ns},
         }
         meta = doc.setdefault("metadata", {})
-        meta["labels"] = {**(meta.get("labels") or {}), **labels[ns]}
+        meta["labels"] = {**(meta.get("labels") or {}), **labels.get(ns, {})}
         head.append(doc)
     rest = [
-        d for d in docs if not (d.get("kind") == "Namespace" and d["metadata"]["name"] in labels)
+        d for d in docs if not (d.get("kind") == "Namespace" and d["metadata"]["name"] in wanted)
     ]
     return head + rest
 
@@ -261,6 +267,7 @@ def stack_adapt(
     images: list[dict[str, str]] | None = None,
     drop: list[str] | None = None,
     namespaces: dict[str, dict[str, str]] | None = None,
+    create_namespaces: list[str] | None = None,
     unset: list[dict[str, str]] | None = None,
     skip_kinds: list[str] | None = None,
     external_namespaces: list[str] | None = None,
@@ -272,7 +279,7 @@ def stack_adapt(
     when not empty."""
     kept = [d for d in docs if d and d.get("kind") not in (skip_kinds or [])]
     kept = stack_select(kept, drop)
-    kept = stack_namespaces(kept, namespaces)
+    kept = stack_namespaces(kept, namespaces, create_namespaces)
     kept = stack_unset(stack_server_side_clean(kept), unset)
     kept = stack_merge_configmaps(kept, [o for o in overlays or [] if o])
     kept = stack_customize(kept, resources, env, images)

@@ -155,7 +155,8 @@ def test_namespaces_come_first_with_labels_and_unknown_ones_are_listed() -> None
         "metadata": {"name": "cert-manager", "labels": {"x": "y"}},
     }
     docs = [deployment("kserve", "c", "m"), declared, deployment("cert-manager", "d", "m")]
-    out = F.stack_namespaces(docs, labels)
+    assert [d["kind"] for d in F.stack_namespaces(docs, labels)].count("Namespace") == 1
+    out = F.stack_namespaces(docs, labels, ["kserve"])
     assert [(d["kind"], d["metadata"]["name"]) for d in out[:2]] == [
         ("Namespace", "cert-manager"),
         ("Namespace", "kserve"),

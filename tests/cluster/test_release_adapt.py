@@ -138,7 +138,12 @@ def adapt_releases(
 def adapt(tmp_path: Path, docs: list[dict[str, Any]], **evars: Any):
     release = tmp_path / "kserve.yaml"
     release.write_text(yaml.safe_dump_all(docs))
-    spec: dict[str, Any] = {"name": "kserve", "url": release.as_uri(), "drop": "kserve_drop"}
+    spec: dict[str, Any] = {
+        "name": "kserve",
+        "url": release.as_uri(),
+        "drop": "kserve_drop",
+        "create": "kserve_namespaces_created",
+    }
     for key in ("overlays", "env"):
         if f"adapt_{key}" in evars:
             spec[key] = evars.pop(f"adapt_{key}")

@@ -147,11 +147,13 @@ def _releases(stack_vars: dict[str, Any], rendered: Path) -> list[dict[str, Any]
             "file": f"kserve-v{ks}/kserve.yaml",
             "overlays": kserve_cfg,
             "drop": "kserve_drop",
+            "create": "kserve_namespaces_created",
         },
         {
             "name": "kserve-cluster-resources",
             "file": f"kserve-v{ks}/kserve-cluster-resources.yaml",
             "drop": "kserve_drop",
+            "create": "kserve_namespaces_created",
         },
     ]
 
@@ -184,6 +186,7 @@ def _settings(stack_vars: dict[str, Any]) -> dict[str, Any]:
             "stack_namespaces",
             "wmf_image_rules",
             "kserve_drop",
+            "kserve_namespaces_created",
             "knative_unset",
         )
     }
@@ -205,6 +208,7 @@ def _stack_adapt(
         images=settings["wmf_image_rules"] if images == "wmf" else [],
         drop=settings[release["drop"]] if "drop" in release else [],
         namespaces=settings["stack_namespaces"],
+        create_namespaces=settings[release["create"]] if "create" in release else [],
         unset=settings[release["unset"]] if "unset" in release else [],
         skip_kinds=[],
         external_namespaces=defaults["stack_common_external_namespaces"],
@@ -252,6 +256,21 @@ def test_kserve_gets_its_namespace_first_with_productions_labels(adapted, stack_
         "controller-tools.k8s.io": "1.0",
         "istio-injection": "disabled",
         "webhooks.knative.dev/exclude": "true",
+    }
+
+
+def test_each_namespace_is_applied_by_one_release_only(adapted) -> None:
+    """Two releases applying the same Namespace with different fields (same field manager) would
+    take each other's labels away on every run, never changed=0."""
+    owners: dict[str, list[str]] = {}
+    for release, result in adapted.items():
+        for d in result["rest"]:
+            if d["kind"] == "Namespace":
+                owners.setdefault(d["metadata"]["name"], []).append(release)
+    assert owners == {
+        "cert-manager": ["cert-manager"],
+        "knative-serving": ["knative-serving-core"],
+        "kserve": ["kserve"],
     }
 
 
