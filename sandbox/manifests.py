@@ -1,10 +1,20 @@
 """Kubernetes manifests rendered from the catalog: one InferenceService per isvc, and the replay.
 
-The InferenceService has the shape Wikimedia's `kserve-inference` chart renders for Lift Wing:
-custom containers named `kserve-predictor-<isvc>` / `kserve-transformer-<isvc>`, `STORAGE_URI`
-on the predictor (KServe then injects its storage-initializer), `serviceAccountName: kserve`,
-`dnsConfig` ndots 2 and a RuntimeDefault seccomp profile on both pods, Istio sidecar injection and
-the Knative autoscaling annotations. Every other value comes from `services/<isvc>/service.yaml`.
+The InferenceService has the shape Wikimedia's `kserve-inference` chart renders for Lift Wing
+(deployment-charts charts/kserve-inference/templates/services.yaml and values.yaml, with the
+ml-services values of helmfile.d/ml-services/<namespace>/values.yaml): custom containers named
+`kserve-predictor-<isvc>` / `kserve-transformer-<isvc>`, `STORAGE_URI` first on the predictor
+(KServe then injects its storage-initializer), `serviceAccountName: kserve`, `dnsConfig` ndots 2
+and a RuntimeDefault seccomp profile on both pods, the chart's labels, Istio sidecar injection,
+the Knative autoscaling annotations and the Prometheus scrape annotations. Every other value comes
+from `services/<isvc>/service.yaml`, which holds production's values.
+
+Sandbox differences, here and nowhere else (README, "Sandbox differences"):
+  - `minReplicas` is at most SANDBOX_MAX_MIN_REPLICAS: production keeps two outlink pods warm
+    for availability; one per component fits a laptop. `maxReplicas` is production's.
+  - CPU requests are SANDBOX_CPU_REQUEST_SHARE of production's (limits unchanged): production
+    gives each container 1 CPU, request = limit (KServe's default), and two isvcs at a whole
+    CPU per container do not fit a 4-CPU minikube. Memory and every limit are production's.
 
 The committed files under `manifests/` carry the stable image tag `:sandbox` so that they only
 change when a service.yaml (or this renderer) changes; `deploy.sh --target minikube` renders the
@@ -37,6 +47,27 @@ STABLE_TAG = "sandbox"
 HTTP_PORT = 8080
 SERVICE_ACCOUNT = "kserve"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "ml-sandbox"}
+# The chart's labels (base.name.chart, base.name.chartid, the helmfile release `main`), pinned to
+# the kserve-inference chart version the sandbox mirrors.
+CHART_NAME = "kserve-inference"
+CHART_VERSION = "0.4.21"
+CHART_LABELS = {"app-wmf": CHART_NAME, "chart": f"{CHART_NAME}-{CHART_VERSION}", "release": "main"}
+# The annotations every Lift Wing isvc carries: the chart's (monitoring enabled; Prometheus scrapes
+# the queue-proxy's revision metrics on 9091) and the ml-services values' (the model server's own
+# /metrics on 8080).
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": "9091",
+    "prometheus.kserve.io/scrape": "true",
+    "prometheus.kserve.io/port": str(HTTP_PORT),
+    "prometheus.kserve.io/path": "/metrics",
+}
+# The user production's images run as: Blubber's runtime user `runuser`, uid/gid 900
+# (wikimedia/blubber config/reader.go, DefaultConfig `runs`).
+RUN_AS_USER = 900
+# Sandbox scale-down (module docstring).
+SANDBOX_MAX_MIN_REPLICAS = 1
+SANDBOX_CPU_REQUEST_SHARE = 4
 
 # The in-cluster MediaWiki replay server (`python -m sandbox.mediawiki`): its own namespace, out
 # of the mesh. A Kubernetes Service is in Istio's registry already, so REGISTRY_ONLY egress lets
@@ -71,16 +102,27 @@ def container_name(service: Service, component: str) -> str:
     return f"kserve-{component}-{service.name}"
 
 
-def _resources(component: Component) -> dict[str, Any]:
-    return component.resources.model_dump()
+def _millicpu(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+
+def sandbox_resources(component: Component) -> dict[str, Any]:
+    """service.yaml's (production's) resources with the CPU request divided by
+    SANDBOX_CPU_REQUEST_SHARE, never below 10m; limits and memory unchanged."""
+    res = component.resources.model_dump()
+    cpu = res["requests"].get("cpu")
+    if cpu is not None:
+        res["requests"]["cpu"] = f"{max(10, _millicpu(str(cpu)) // SANDBOX_CPU_REQUEST_SHARE)}m"
+    return res
 
 
 def _container_security_context() -> dict[str, Any]:
-    # uid 65534 as in production; numeric so that the kubelet can check runAsNonRoot.
+    # Blubber's runtime user, as production's images; numeric so the kubelet can check runAsNonRoot.
     return {
         "allowPrivilegeEscalation": False,
         "runAsNonRoot": True,
-        "runAsUser": 65534,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
@@ -89,7 +131,7 @@ def _container_security_context() -> dict[str, Any]:
 def _pod_config(service: Service) -> dict[str, Any]:
     """What the chart's `inference.<component>.config` adds to each component's pod spec."""
     return {
-        "minReplicas": service.autoscaling.min_replicas,
+        "minReplicas": min(service.autoscaling.min_replicas, SANDBOX_MAX_MIN_REPLICAS),
         "maxReplicas": service.autoscaling.max_replicas,
         "serviceAccountName": SERVICE_ACCOUNT,
         "dnsConfig": {"options": [{"name": "ndots", "value": "2"}]},
@@ -152,7 +194,7 @@ def render_isvc(
         if args:
             container["args"] = args
         container["env"] = env_list
-        container["resources"] = _resources(component)
+        container["resources"] = sandbox_resources(component)
         container["securityContext"] = _container_security_context()
         spec[name] = {**_pod_config(service), "containers": [container]}
     return {
@@ -162,11 +204,12 @@ def render_isvc(
             "name": service.name,
             "namespace": service.namespace,
             "annotations": {
+                **SCRAPE_ANNOTATIONS,
                 "sidecar.istio.io/inject": "true",
                 "autoscaling.knative.dev/metric": service.autoscaling.metric,
                 "autoscaling.knative.dev/target": str(service.autoscaling.target),
             },
-            "labels": dict(MANAGED_BY),
+            "labels": {**CHART_LABELS, **MANAGED_BY},
         },
         "spec": spec,
     }

@@ -3,13 +3,13 @@
 # CI (GitHub Actions, Jenkins, GitLab) or by hand.
 #
 #   scripts/e2e.sh all            # every step below in order; diagnostics + teardown always run
-#   scripts/e2e.sh STEP...        # setup base-image cluster idempotence deploy test
+#   scripts/e2e.sh STEP...        # runner setup base-image cluster idempotence deploy test
 #                                 # diagnostics teardown
 #   scripts/e2e.sh changed-count LOG   # sum of changed= in an ansible-playbook PLAY RECAP
 #
 # Environment:
 #   E2E_ARTIFACTS_DIR   where logs and diagnostics go (default: ./e2e-artifacts)
-#   E2E_PLAYBOOK_ARGS   extra ansible-playbook arguments, e.g. "-e minikube_driver=none"
+#   E2E_PLAYBOOK_ARGS   extra ansible-playbook arguments, e.g. "-e ingress_host_port=9090"
 #   E2E_DEPLOY_ARGS     extra deploy.sh arguments (default: "--mediawiki replay --timeout 900":
 #                       hermetic wikis; a first deploy pulls the sidecar images)
 #   E2E_KEEP=1          `all` leaves the cluster up instead of tearing it down
@@ -55,6 +55,30 @@ sandbox_tool() {
 PROFILE="${SANDBOX_MINIKUBE_PROFILE:-ml-sandbox}"
 kubectl_sandbox() { "$(sandbox_tool kubectl)" --context "$PROFILE" "$@"; }
 minikube_sandbox() { "$(sandbox_tool minikube)" -p "$PROFILE" "$@"; }
+
+# A CI runner needs 4 vCPUs and 30 GB free (preflight). GitHub's standard runners guarantee 14 GB
+# of free disk, so this removes the preinstalled toolchains the run never uses (only where they
+# are, and only on a CI runner: CI=true), then checks both.
+E2E_MIN_CPUS="${E2E_MIN_CPUS:-4}"
+E2E_MIN_FREE_GB="${E2E_MIN_FREE_GB:-30}"
+step_runner() {
+  log "runner: ${E2E_MIN_CPUS} vCPUs and ${E2E_MIN_FREE_GB} GB of free disk"
+  local cpus free_gb
+  cpus="$(nproc)"
+  [[ "$cpus" -ge "$E2E_MIN_CPUS" ]] ||
+    die "$cpus vCPUs; the stack needs $E2E_MIN_CPUS (on GitHub, private repositories get 2: use a 4-core runner)"
+  if [[ "${CI:-}" == "true" ]]; then
+    local sudo=()
+    [[ $EUID -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" rm -rf /usr/share/dotnet /usr/local/lib/android /opt/ghc /usr/local/.ghcup \
+      /opt/hostedtoolcache/CodeQL /usr/share/swift /usr/local/share/boost
+    docker image prune --all --force >/dev/null 2>&1 || true
+  fi
+  free_gb="$(df -Pk "$HOME" | awk 'NR == 2 { print int($4 / 1048576) }')"
+  df -h "$HOME"
+  [[ "$free_gb" -ge "$E2E_MIN_FREE_GB" ]] ||
+    die "$free_gb GB free under $HOME; the playbook's preflight needs $E2E_MIN_FREE_GB"
+}
 
 step_setup() {
   log "setup: the project venv with the dev extra (ansible, pytest)"
@@ -136,6 +160,7 @@ finish_all() {
 
 run_all() {
   trap finish_all EXIT
+  step_runner
   step_setup
   step_base_image
   step_cluster
@@ -156,8 +181,8 @@ main() {
   local step
   for step in "$@"; do
     case "$step" in
-      all | setup | base-image | cluster | idempotence | deploy | test | diagnostics | teardown) ;;
-      *) die "unknown step '$step' (all setup base-image cluster idempotence deploy test diagnostics teardown; changed-count LOG)" ;;
+      all | runner | setup | base-image | cluster | idempotence | deploy | test | diagnostics | teardown) ;;
+      *) die "unknown step '$step' (all runner setup base-image cluster idempotence deploy test diagnostics teardown; changed-count LOG)" ;;
     esac
   done
   mkdir -p "$ARTIFACTS"

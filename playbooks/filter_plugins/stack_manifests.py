@@ -6,12 +6,21 @@ The layers download a project's release YAML at the pinned version, then:
     KUBERNETES_MIN_VERSION) and rewrites images (stack_images=wmf);
   - `stack_uncovered` lists workload containers missing from `stack_resources`, so a new upstream
     Deployment cannot slip into the cluster with an unknown footprint;
+  - `stack_select` drops the documents of components production does not run (KServe's
+    llmisvc and localmodel), by `Kind/namespace/name` patterns;
+  - `stack_namespaces` gives every namespace the release's documents use a Namespace document
+    first, with production's labels (`stack_namespaces`), and `stack_unknown_namespaces` lists
+    namespaces that neither the release nor that table creates;
   - `stack_workloads` / `stack_crd_names` list what to wait for.
-Applying the adapted documents in one server-side apply keeps re-runs at changed=0.
+Applying the adapted documents in one server-side apply keeps re-runs at changed=0, because
+`stack_server_side_clean` first removes what the API server or a controller rewrites after an
+apply: `stringData` (folded into `data`, kubernetes/kubernetes#118519), `status`, a null
+`creationTimestamp`, and fields the release's own controllers reconcile (`stack_unset`).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from typing import Any
@@ -59,6 +68,116 @@ def stack_customize(
                     container["image"] = re.sub(rule["from"], rule["to"], container["image"])
         out.append(doc)
     return out
+
+
+def stack_server_side_clean(docs: list[Any]) -> list[dict[str, Any]]:
+    """Copies of `docs` without what an apply cannot own stably: `status`, a null
+    `metadata.creationTimestamp`, and a Secret's `stringData` (moved into `data`, base64)."""
+    out = []
+    for doc in docs:
+        if not doc:
+            continue
+        doc = copy.deepcopy(doc)
+        doc.pop("status", None)
+        meta = doc.get("metadata") or {}
+        if "creationTimestamp" in meta and meta["creationTimestamp"] is None:
+            del meta["creationTimestamp"]
+        if doc.get("kind") == "Secret" and "stringData" in doc:
+            data = dict(doc.get("data") or {})
+            for k, v in (doc.pop("stringData") or {}).items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+            doc["data"] = data
+        out.append(doc)
+    return out
+
+
+def _unset(node: Any, path: list[str]) -> None:
+    if not path or node is None:
+        return
+    head, rest = path[0], path[1:]
+    if head.endswith("[]"):
+        for item in node.get(head[:-2], []) if isinstance(node, dict) else []:
+            _unset(item, rest)
+    elif isinstance(node, dict):
+        if rest:
+            _unset(node.get(head), rest)
+        else:
+            node.pop(head, None)
+
+
+def stack_unset(
+    docs: list[Any], fields: list[dict[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    """Copies of `docs` without the fields a controller of the release owns after it starts:
+    each item is {match: regex over Kind/namespace/name, field: dotted path, `x[]` for each item
+    of list x}, e.g. {match: '^MutatingWebhookConfiguration//', field: 'webhooks[].rules'}."""
+    out = [copy.deepcopy(d) for d in docs if d]
+    for item in fields or []:
+        pattern = re.compile(item["match"])
+        for doc in out:
+            if pattern.search(_doc_id(doc)):
+                _unset(doc, item["field"].split("."))
+    return out
+
+
+def _doc_id(doc: dict[str, Any]) -> str:
+    meta = doc.get("metadata", {})
+    return f"{doc.get('kind', '')}/{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def stack_select(docs: list[Any], drop: list[str] | None = None) -> list[dict[str, Any]]:
+    """`docs` without empty documents and those whose `Kind/namespace/name` matches a `drop`
+    regular expression (re.search)."""
+    patterns = [re.compile(p) for p in drop or []]
+    return [d for d in docs if d and not any(p.search(_doc_id(d)) for p in patterns)]
+
+
+def _used_namespaces(docs: list[dict[str, Any]]) -> list[str]:
+    seen: list[str] = []
+    for d in docs:
+        ns = d.get("metadata", {}).get("namespace")
+        if ns and ns not in seen:
+            seen.append(ns)
+    return seen
+
+
+def stack_namespaces(
+    docs: list[Any],
+    labels: dict[str, dict[str, str]] | None = None,
+    create: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """`docs` with their Namespace documents first, each carrying its `labels` on top of the
+    release's own, plus a Namespace document for each namespace in `create` that the documents use
+    but do not declare (KServe's, which its release leaves out). Only the release that owns a
+    namespace may create it: two releases applying the same Namespace with different fields would
+    take each other's fields away on every run."""
+    labels = labels or {}
+    docs = [d for d in docs if d]
+    declared = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Namespace"}
+    used = [ns for ns in _used_namespaces(docs) if ns in (create or [])]
+    wanted = [ns for ns in [*declared, *used] if ns in labels or ns in (create or [])]
+    head = []
+    for ns in dict.fromkeys(wanted):
+        doc = copy.deepcopy(declared.get(ns)) or {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns},
+        }
+        meta = doc.setdefault("metadata", {})
+        meta["labels"] = {**(meta.get("labels") or {}), **labels.get(ns, {})}
+        head.append(doc)
+    rest = [
+        d for d in docs if not (d.get("kind") == "Namespace" and d["metadata"]["name"] in wanted)
+    ]
+    return head + rest
+
+
+def stack_unknown_namespaces(docs: list[Any], known: list[str] | None = None) -> list[str]:
+    """Namespaces the documents use that neither declare a Namespace nor are in `known` (for
+    namespaces made elsewhere, e.g. by istioctl): applying them would fail with `not found`."""
+    docs = [d for d in docs if d]
+    declared = {d["metadata"]["name"] for d in docs if d.get("kind") == "Namespace"}
+    return [ns for ns in _used_namespaces(docs) if ns not in declared and ns not in (known or [])]
 
 
 def stack_uncovered(docs: list[Any], resources: dict[str, Any]) -> list[str]:
@@ -139,13 +258,53 @@ def stack_split_crds(docs: list[Any]) -> dict[str, list[dict[str, Any]]]:
     return {"crds": crds, "rest": rest}
 
 
+def stack_adapt(
+    docs: list[Any],
+    overlays: list[Any] | None = None,
+    *,
+    resources: dict[str, Any],
+    env: dict[str, dict[str, str]] | None = None,
+    images: list[dict[str, str]] | None = None,
+    drop: list[str] | None = None,
+    namespaces: dict[str, dict[str, str]] | None = None,
+    create_namespaces: list[str] | None = None,
+    unset: list[dict[str, str]] | None = None,
+    skip_kinds: list[str] | None = None,
+    external_namespaces: list[str] | None = None,
+) -> dict[str, Any]:
+    """The whole adaptation of one release, in the order the layers need it (one filter call, so
+    a 6 MB release is templated once): drop what production does not run, Namespaces first with
+    production's labels, nothing a re-apply would flag, the config overlays, resources, env and
+    images. Returns {crds, rest, uncovered, unknown_namespaces}; the caller refuses the last two
+    when not empty."""
+    kept = [d for d in docs if d and d.get("kind") not in (skip_kinds or [])]
+    kept = stack_select(kept, drop)
+    kept = stack_namespaces(kept, namespaces, create_namespaces)
+    kept = stack_unset(stack_server_side_clean(kept), unset)
+    kept = stack_merge_configmaps(kept, [o for o in overlays or [] if o])
+    kept = stack_customize(kept, resources, env, images)
+    split = stack_split_crds(kept)
+    known = list(namespaces or {}) + list(external_namespaces or [])
+    return {
+        **split,
+        "uncovered": stack_uncovered(split["rest"], resources),
+        "unknown_namespaces": stack_unknown_namespaces(split["rest"], known),
+    }
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "stack_customize": stack_customize,
             "stack_uncovered": stack_uncovered,
+            "stack_select": stack_select,
+            "stack_server_side_clean": stack_server_side_clean,
+            "stack_unset": stack_unset,
+            "stack_namespaces": stack_namespaces,
+            "stack_unknown_namespaces": stack_unknown_namespaces,
             "stack_workloads": stack_workloads,
             "stack_crd_names": stack_crd_names,
             "stack_split_crds": stack_split_crds,
+            "stack_adapt": stack_adapt,
             "stack_merge_configmaps": stack_merge_configmaps,
         }

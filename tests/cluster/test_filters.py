@@ -130,3 +130,73 @@ def test_split_and_list_what_to_wait_for() -> None:
     assert F.stack_workloads(split["rest"]) == [
         {"kind": "Deployment", "namespace": "kserve", "name": "kserve-controller-manager"}
     ]
+
+
+def test_select_drops_documents_by_kind_namespace_name() -> None:
+    docs = [
+        deployment("kserve", "kserve-controller-manager", "manager"),
+        deployment("kserve", "llmisvc-controller-manager", "manager"),
+        {
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "localmodelnodes.serving.kserve.io"},
+        },
+        None,
+    ]
+    kept = F.stack_select(docs, ["/[^/]*(llmisvc|localmodel)[^/]*$"])
+    assert [d["metadata"]["name"] for d in kept] == ["kserve-controller-manager"]
+    assert F.stack_select(docs[:2], []) == docs[:2]
+
+
+def test_namespaces_come_first_with_labels_and_unknown_ones_are_listed() -> None:
+    labels = {"kserve": {"istio-injection": "disabled"}, "cert-manager": {"a": "b"}}
+    declared = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "cert-manager", "labels": {"x": "y"}},
+    }
+    docs = [deployment("kserve", "c", "m"), declared, deployment("cert-manager", "d", "m")]
+    assert [d["kind"] for d in F.stack_namespaces(docs, labels)].count("Namespace") == 1
+    out = F.stack_namespaces(docs, labels, ["kserve"])
+    assert [(d["kind"], d["metadata"]["name"]) for d in out[:2]] == [
+        ("Namespace", "cert-manager"),
+        ("Namespace", "kserve"),
+    ]
+    assert out[0]["metadata"]["labels"] == {"x": "y", "a": "b"}
+    assert out[1]["metadata"]["labels"] == {"istio-injection": "disabled"}
+    assert [d["kind"] for d in out].count("Namespace") == 2
+    assert declared["metadata"]["labels"] == {"x": "y"}, "the input is not modified"
+    assert F.stack_unknown_namespaces(docs, []) == ["kserve"]
+    assert F.stack_unknown_namespaces(out, []) == []
+    assert F.stack_unknown_namespaces([deployment("kube-system", "r", "m")], ["kube-system"]) == []
+
+
+def test_server_side_clean_folds_string_data_and_drops_server_fields() -> None:
+    secret = {
+        "kind": "Secret",
+        "metadata": {"name": "s", "creationTimestamp": None},
+        "stringData": {"k": "välue"},
+        "data": {"old": "b2xk"},
+        "status": {},
+    }
+    (out,) = F.stack_server_side_clean([secret])
+    assert out == {
+        "kind": "Secret",
+        "metadata": {"name": "s"},
+        "data": {"old": "b2xk", "k": "dsOkbHVl"},
+    }
+    assert "stringData" in secret, "the input is not modified"
+
+
+def test_unset_removes_reconciled_fields_of_matching_documents_only() -> None:
+    hook = {
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "webhook.serving.knative.dev"},
+        "webhooks": [{"name": "a", "rules": [1]}, {"name": "b", "rules": [2]}],
+    }
+    other = {**hook, "metadata": {"name": "other"}}
+    out = F.stack_unset(
+        [hook, other],
+        [{"match": r"//webhook\.serving\.knative\.dev$", "field": "webhooks[].rules"}],
+    )
+    assert out[0]["webhooks"] == [{"name": "a"}, {"name": "b"}]
+    assert out[1]["webhooks"] == hook["webhooks"]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sandbox import catalog
+from sandbox import manifests as isvc_manifests
 
 pytestmark = pytest.mark.cluster
 
@@ -59,11 +60,13 @@ def stack_requests(stack_vars: dict[str, Any]) -> tuple[float, float]:
 
 
 def isvc_requests(stack_vars: dict[str, Any], name: str) -> tuple[float, float]:
-    svc = catalog.get(name)
+    """Requests of one isvc at one pod per component, as the cluster renders it (the sandbox's
+    CPU requests, sandbox/manifests.py), each pod with its queue-proxy and istio-proxy."""
+    doc = isvc_manifests.render_isvc(catalog.get(name))
     per_pod = [stack_vars["queue_proxy_resources"], stack_vars["istio_sidecar_resources"]]
     cpu = mem = 0.0
-    for _, component in svc.component_items():
-        for res in [component.resources.model_dump(), *per_pod]:
+    for component in doc["spec"].values():
+        for res in [component["containers"][0]["resources"], *per_pod]:
             cpu += millicpu(res["requests"]["cpu"])
             mem += mebibytes(res["requests"]["memory"])
     return cpu, mem

@@ -16,6 +16,64 @@ pytestmark = pytest.mark.cluster
 
 SERVICES = catalog.load_all()
 
+# What the kserve-inference chart puts on every Lift Wing isvc (wikimedia/
+# operations-deployment-charts
+# @66ce6e0 (HEAD 2026-08-21): charts/kserve-inference/templates/services.yaml with
+# monitoring.enabled and main_app.queue_proxy.revision_metrics_port 9091 from its values.yaml; the
+# prometheus.kserve.io annotations from
+# helmfile.d/ml-services/{articletopic-outlink,llm}/values.yaml;
+# labels app-wmf/chart/release from the chart (Chart.yaml version 0.4.21) and release `main`).
+CHART_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": "9091",
+    "prometheus.kserve.io/scrape": "true",
+    "prometheus.kserve.io/port": "8080",
+    "prometheus.kserve.io/path": "/metrics",
+}
+CHART_LABELS = {
+    "app-wmf": "kserve-inference",
+    "chart": "kserve-inference-0.4.21",
+    "release": "main",
+}
+# Production's autoscaling and predictor resources (same commit): articletopic-outlink/values.yaml
+# (rps, target 5, 2..5 replicas; resources not set: KServe's defaults 1 CPU / 2Gi, request = limit,
+# charts/kserve-resources/values.yaml kserve.inferenceservice.resources) and llm/values.yaml
+# (langid: rps, target 50, 1..3 replicas, memory 2Gi, CPU default 1).
+PRODUCTION = {
+    "outlink-topic-model": {
+        "autoscaling": ("rps", 5, 2, 5),
+        "predictor": {
+            "requests": {"cpu": "1", "memory": "2Gi"},
+            "limits": {"cpu": "1", "memory": "2Gi"},
+        },
+        "env": {"MODEL_VERSION": "alloutlinks_202209"},
+    },
+    "langid": {
+        "autoscaling": ("rps", 50, 1, 3),
+        "predictor": {
+            "requests": {"cpu": "1", "memory": "2Gi"},
+            "limits": {"cpu": "1", "memory": "2Gi"},
+        },
+        "env": {"MODEL_NAME": "langid"},
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRODUCTION))
+def test_service_yaml_holds_productions_autoscaling_resources_and_env(name: str) -> None:
+    svc, prod = SERVICES[name], PRODUCTION[name]
+    a = svc.autoscaling
+    assert (a.metric, a.target, a.min_replicas, a.max_replicas) == prod["autoscaling"]
+    predictor = dict(svc.component_items())["predictor"]
+    assert predictor.resources.model_dump() == prod["predictor"]
+    assert prod["env"].items() <= predictor.env.items()
+
+
+def test_the_isvc_s3_secret_and_service_account_have_productions_names(stack_vars: dict) -> None:
+    # charts/kserve-inference/values.yaml: inference.swift_s3_secret_name, serviceAccountName.
+    assert stack_vars["isvc_s3_secret_name"] == "swift-s3-credentials"
+    assert stack_vars["isvc_service_account"] == "kserve" == m.SERVICE_ACCOUNT
+
 
 def _committed(svc: catalog.Service) -> dict:
     docs = m.load_documents(m.isvc_path(svc))
@@ -66,14 +124,17 @@ def test_isvc_fields_trace_to_service_yaml(name: str) -> None:
     assert (doc["apiVersion"], doc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
     assert (meta["name"], meta["namespace"]) == (svc.name, svc.namespace)
     assert meta["annotations"] == {
+        **CHART_ANNOTATIONS,
         "sidecar.istio.io/inject": "true",
         "autoscaling.knative.dev/metric": svc.autoscaling.metric,
         "autoscaling.knative.dev/target": str(svc.autoscaling.target),
     }
+    assert meta["labels"] == {**CHART_LABELS, "app.kubernetes.io/managed-by": "ml-sandbox"}
     assert set(doc["spec"]) == {c for c, _ in svc.component_items()}
     for component, spec in svc.component_items():
         pod = doc["spec"][component]
-        assert pod["minReplicas"] == svc.autoscaling.min_replicas
+        # Sandbox difference (README): one warm pod per component at most; max as production.
+        assert pod["minReplicas"] == min(svc.autoscaling.min_replicas, 1)
         assert pod["maxReplicas"] == svc.autoscaling.max_replicas
         assert pod["serviceAccountName"] == "kserve"
         assert pod["dnsConfig"] == {"options": [{"name": "ndots", "value": "2"}]}
@@ -81,9 +142,14 @@ def test_isvc_fields_trace_to_service_yaml(name: str) -> None:
         (container,) = pod["containers"]
         assert container["name"] == f"kserve-{component}-{svc.name}"
         assert container["image"] == f"dev.local/{images.image_name(svc, component)}:sandbox"
-        assert container["resources"] == spec.resources.model_dump()
+        # Sandbox difference (README): a quarter of production's CPU request; limits, memory as is.
+        want = spec.resources.model_dump()
+        want["requests"]["cpu"] = f"{m._millicpu(str(want['requests']['cpu'])) // 4}m"
+        assert container["resources"] == want
         sc = container["securityContext"]
         assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
+        # Blubber's runtime user (wikimedia/blubber@v1.8.0:config/reader.go, `runs`: uid 900).
+        assert (sc["runAsUser"], sc["runAsGroup"]) == (900, 900)
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
         env = [(e["name"], e["value"]) for e in container["env"]]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import RoleRunner, recap, sha256
+from .conftest import REPO, RoleRunner, recap, sha256
 
 pytestmark = pytest.mark.cluster
 
@@ -99,3 +99,103 @@ def test_s3_credentials_are_generated_once_and_kept_0600(
     second = run_role("s3_credentials")
     assert recap(second.stdout)["changed"] == 0
     assert json.loads(creds_file.read_text()) == creds
+
+
+def test_preflight_refuses_the_none_driver_with_the_reason(run_role: RoleRunner) -> None:
+    """Defect 3: minikube v1.37.0's none driver needs conntrack, crictl, cri-dockerd and the CNI
+    plugins (cmd/minikube/cmd/start.go, pkg/minikube/reason/reason.go) and publishes nothing on
+    the host; the sandbox supports the docker driver only."""
+    proc = run_role("preflight", {"minikube_driver": "none"})
+    assert proc.returncode != 0
+    assert "minikube_driver docker" in proc.stdout
+    for doc in [REPO / "README.md", REPO / "docs" / "minikube.md", REPO / "scripts" / "e2e.sh"]:
+        assert "minikube_driver=none" not in doc.read_text(), doc
+
+
+def test_verify_records_the_cluster_facts_this_run_used(
+    run_role: RoleRunner, tmp_path: Path
+) -> None:
+    """cluster.json: the one source of the cluster's facts for the CLI, with -e overrides."""
+    proc = run_role(
+        "verify",
+        {"test_tasks_from": "state", "ingress_host_port": 9090, "isvc_namespaces": ["llm"]},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    state = tmp_path / "home" / "state" / "cluster.json"
+    assert state.stat().st_mode & 0o777 == 0o600
+    facts = json.loads(state.read_text())
+    assert set(facts) == {
+        "provider",
+        "driver",
+        "profile",
+        "context",
+        "bin_dir",
+        "ingress",
+        "model_store",
+        "isvc_s3_secret_name",
+        "isvc_service_account",
+        "isvc_namespaces",
+    }
+    assert facts["ingress"] == {"host": "127.0.0.1", "port": 9090}
+    assert facts["isvc_namespaces"] == ["llm"]
+    assert (facts["provider"], facts["driver"], facts["profile"], facts["context"]) == (
+        "minikube",
+        "docker",
+        "ml-sandbox",
+        "ml-sandbox",
+    )
+    assert facts["bin_dir"] == str(tmp_path / "home" / "bin")
+    assert facts["model_store"] == {
+        "namespace": "model-store",
+        "service": "seaweedfs",
+        "s3_port": 8333,
+        "bucket": "wmf-ml-models",
+        "region": "us-east-1",
+        "credentials_file": str(tmp_path / "home" / "state" / "s3-credentials.json"),
+    }
+    assert (facts["isvc_s3_secret_name"], facts["isvc_service_account"]) == (
+        "swift-s3-credentials",
+        "kserve",
+    )
+
+
+def test_verify_records_the_current_context_of_an_existing_cluster(
+    run_role: RoleRunner, tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: team-cluster\n")
+    proc = run_role(
+        "verify",
+        {
+            "test_tasks_from": "state",
+            "cluster_provider": "existing",
+            "sandbox_kubeconfig": str(kubeconfig),
+        },
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    facts = json.loads((tmp_path / "home" / "state" / "cluster.json").read_text())
+    assert (facts["provider"], facts["context"]) == ("existing", "team-cluster")
+
+
+def test_verify_records_the_loopback_when_the_ingress_binds_every_address(
+    run_role: RoleRunner, tmp_path: Path
+) -> None:
+    # The Vagrant VM publishes the ingress on 0.0.0.0; clients inside it use 127.0.0.1.
+    proc = run_role("verify", {"test_tasks_from": "state", "ingress_host_address": "0.0.0.0"})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    facts = json.loads((tmp_path / "home" / "state" / "cluster.json").read_text())
+    assert facts["ingress"] == {"host": "127.0.0.1", "port": 8080}
+
+
+def test_the_model_store_role_creates_the_store_and_uploads_nothing() -> None:
+    """One uploader: deploy.sh --target minikube uploads each isvc's model; the playbook only
+    creates the store and its bucket."""
+    role = REPO / "playbooks" / "roles" / "model_store"
+    tasks = "".join(f.read_text() for f in (role / "tasks").glob("*.yml"))
+    assert (
+        not (role / "tasks" / "seed.yml").exists()
+        and not (role / "tasks" / "seed_one.yml").exists()
+    )
+    assert "s3.bucket.create" in tasks
+    assert "k8s_cp" not in tasks and "filer.copy" not in tasks and "models path" not in tasks
+    assert "model_store_seed" not in (role / "meta" / "argument_specs.yml").read_text()

@@ -70,6 +70,7 @@ def test_workflow_runs_the_e2e_script_steps_in_order() -> None:
     runs = [s["run"].split() for s in _steps() if "run" in s]
     assert all(r[0] == "./scripts/e2e.sh" and len(r) == 2 for r in runs), runs
     assert [r[1] for r in runs] == [
+        "runner",
         "setup",
         "base-image",
         "cluster",
@@ -79,6 +80,34 @@ def test_workflow_runs_the_e2e_script_steps_in_order() -> None:
         "diagnostics",
         "teardown",
     ]
+
+
+def test_the_runner_is_sized_before_anything_else() -> None:
+    """Defect 6: GitHub's standard runners guarantee 14 GB of free disk (docs.github.com,
+    "Supported runners and hardware resources"), preflight wants 30; 4 vCPUs only on public
+    repositories. The first e2e step frees the disk and checks both."""
+    runs = [s["run"] for s in _steps() if "run" in s]
+    assert runs[0] == "./scripts/e2e.sh runner"
+    text = E2E.read_text()
+    body = text[text.index("step_runner() {") : text.index("\n}\n", text.index("step_runner() {"))]
+    assert "rm -rf" in body and "/usr/share/dotnet" in body
+    preflight = yaml.safe_load(
+        (REPO_ROOT / "playbooks/roles/preflight/defaults/main.yml").read_text()
+    )
+    assert f'E2E_MIN_FREE_GB="${{E2E_MIN_FREE_GB:-{preflight["preflight_min_disk_gb"]}}}"' in text
+    assert f'E2E_MIN_CPUS="${{E2E_MIN_CPUS:-{preflight["preflight_min_cpus"]}}}"' in text
+    comment = (REPO_ROOT / ".github/workflows/nightly-e2e.yml").read_text()
+    assert "private repositor" in comment and "14 GB" in comment
+
+
+def test_the_runner_step_refuses_too_few_cpus_or_too_little_disk(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "E2E_ARTIFACTS_DIR": str(tmp_path / "a")}
+    cpus = _e2e("runner", **env, E2E_MIN_CPUS="9999")
+    assert cpus.returncode != 0 and "use a 4-core runner" in cpus.stderr
+    disk = _e2e("runner", **env, E2E_MIN_CPUS="1", E2E_MIN_FREE_GB="999999999")
+    assert disk.returncode != 0 and "preflight needs 999999999" in disk.stderr
+    fine = _e2e("runner", **env, E2E_MIN_CPUS="1", E2E_MIN_FREE_GB="0")
+    assert fine.returncode == 0, fine.stderr
 
 
 def test_diagnostics_upload_and_teardown_always_run() -> None:
