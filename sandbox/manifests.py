@@ -62,9 +62,6 @@ SCRAPE_ANNOTATIONS = {
     "prometheus.kserve.io/port": str(HTTP_PORT),
     "prometheus.kserve.io/path": "/metrics",
 }
-# The user production's images run as: Blubber's runtime user `runuser`, uid/gid 900
-# (wikimedia/blubber config/reader.go, DefaultConfig `runs`).
-RUN_AS_USER = 900
 # Sandbox scale-down (module docstring).
 SANDBOX_MAX_MIN_REPLICAS = 1
 SANDBOX_CPU_REQUEST_SHARE = 4
@@ -117,12 +114,14 @@ def sandbox_resources(component: Component) -> dict[str, Any]:
 
 
 def _container_security_context() -> dict[str, Any]:
-    # Blubber's runtime user, as production's images; numeric so the kubelet can check runAsNonRoot.
+    """What Knative's secure-pod-defaults (on in production's config-features) give a container.
+    No user: production's chart sets none (operations-deployment-charts@66ce6e0:
+    charts/kserve-inference), so the image's numeric USER runs, for inference-services' Blubber
+    files (runs.insecurely: true) the lives user, somebody 65533 (wikimedia/blubber@v0.21.1:
+    config/variant.go, userForPhase)."""
     return {
         "allowPrivilegeEscalation": False,
         "runAsNonRoot": True,
-        "runAsUser": RUN_AS_USER,
-        "runAsGroup": RUN_AS_USER,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }

@@ -148,8 +148,9 @@ def test_isvc_fields_trace_to_service_yaml(name: str) -> None:
         assert container["resources"] == want
         sc = container["securityContext"]
         assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
-        # Blubber's runtime user (wikimedia/blubber@v1.8.0:config/reader.go, `runs`: uid 900).
-        assert (sc["runAsUser"], sc["runAsGroup"]) == (900, 900)
+        # No user: production's chart sets none, so the image's USER runs
+        # (operations-deployment-charts@66ce6e0:charts/kserve-inference).
+        assert "runAsUser" not in sc and "runAsGroup" not in sc
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
         env = [(e["name"], e["value"]) for e in container["env"]]

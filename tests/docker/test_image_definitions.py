@@ -43,7 +43,7 @@ def test_dockerfile_base_and_user() -> None:
     assert stages == ["venv", "mediawiki-replay", "component"]
     # Every stage that ends up as an image drops root.
     for stage in text.split("\nFROM ")[2:]:
-        assert "\nUSER 65534:65534\n" in stage
+        assert "\nUSER 65533:65533\n" in stage
     # The CA bundle is only ever a secret mount, never copied into a layer.
     assert "--mount=type=secret,id=ca" in text
     assert not re.search(r"^(COPY|ADD) .*ca", text, re.M | re.I)

@@ -48,11 +48,11 @@ def test_images_build_from_the_local_base(built) -> None:
     assert out[1:3] == ["Python", out[2]] and out[2].startswith("3.11.")
 
 
-def test_images_run_as_nobody(built) -> None:
+def test_images_run_as_blubbers_somebody(built) -> None:
     for tag in _all_tags(built):
-        assert inspect(tag)["Config"]["User"] == "65534:65534", tag
+        assert inspect(tag)["Config"]["User"] == "65533:65533", tag
         uid = images.docker("run", "--rm", "--entrypoint", "id", tag, "-u").stdout.strip()
-        assert uid == "65534", tag
+        assert uid == "65533", tag
 
 
 def test_no_compilers_or_build_secrets_in_the_images(built) -> None:
@@ -130,4 +130,4 @@ def test_predictor_container_answers_a_sample(built, services, run_container, tm
     # PID 1 is the model server itself (exec'd), so it gets the kubelet's SIGTERM.
     top = images.docker("top", cid, "-o", "pid,args").stdout
     assert "/srv/service/predictor/model.py --model_name langid --http_port 8080" in top
-    assert inspect(cid)["Config"]["User"] == "65534:65534"
+    assert inspect(cid)["Config"]["User"] == "65533:65533"
