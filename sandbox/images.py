@@ -689,14 +689,49 @@ def build_blubber_image(
         return wanted
     if not daemon_answers(env):
         raise RunError("no Docker daemon answers (`docker info` failed); is dockerd running?")
-    ensure_base_image(env)
     binary = buildkit_binary(env)
+    if blubber_mode() == "frontend":
+        return _build_with_frontend(blubber_file, variant, context, binary, tag, wanted, env, name)
+    ensure_base_image(env)
     wheels = None
     if pip_source() == "wheelhouse" and translation.requirements:
         wheels = ensure_blubber_wheelhouse(context, translation, daemon_arch(env))
     ctx = cache_dir() / "build-context" / f"{name.replace('/', '_')}-{tag.rsplit(':', 1)[1]}"
     with _file_lock(ctx.with_suffix(".lock")):
         _build_blubber(translation, context, ctx, wheels, binary, tag, wanted, no_cache, env, name)
+    return wanted
+
+
+def blubber_mode() -> str:
+    """How Blubber files become images: `translate` (default: offline, into a Dockerfile on the
+    local bookworm base) or `frontend` (the real Blubber BuildKit frontend named on the file's
+    `# syntax=` line, where its image and production's base can be pulled)."""
+    mode = os.environ.get("SANDBOX_BLUBBER_BUILD", "translate")
+    if mode not in ("translate", "frontend"):
+        raise RunError(f"SANDBOX_BLUBBER_BUILD must be 'translate' or 'frontend', not {mode!r}")
+    return mode
+
+
+def _build_with_frontend(
+    blubber_file: Path,
+    variant: str,
+    context: Path,
+    binary: str,
+    tag: str,
+    wanted: str,
+    env: dict[str, str] | None,
+    name: str,
+) -> str:
+    """`docker build -f blubber.yaml --target <variant> <context>`: BuildKit pulls the frontend
+    the file's `# syntax=` line names, which builds the image exactly as production's CI does."""
+    if blubber.frontend(blubber_file) is None:
+        raise RunError(
+            f"{blubber_file} has no `# syntax=` line naming the Blubber frontend; "
+            "SANDBOX_BLUBBER_BUILD=frontend needs one"
+        )
+    cmd = [binary, "build", "--progress=plain", "-f", str(blubber_file), "--target", variant]
+    cmd += ["-t", tag] + (["-t", wanted] if wanted != tag else []) + [str(context)]
+    _run_build(cmd, run_dir() / "logs" / f"build-{name.replace('/', '_')}.log", wanted, env)
     return wanted
 
 

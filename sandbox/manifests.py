@@ -32,7 +32,7 @@ import yaml
 
 from sandbox import images
 from sandbox.catalog import Component, Service
-from sandbox.paths import REPO_ROOT
+from sandbox.paths import REPO_ROOT, SERVICES_DIR
 
 MANIFESTS_DIR = REPO_ROOT / "manifests"
 ISVC_DIR = MANIFESTS_DIR / "isvcs"
@@ -274,14 +274,22 @@ def dump(docs: list[dict[str, Any]], source: str) -> str:
 
 
 def isvc_path(service: Service) -> Path:
-    return ISVC_DIR / f"{service.name}.yaml"
+    """manifests/isvcs/<isvc>.yaml for the isvcs of this repository; beside its service.yaml
+    (`inferenceservice.yaml`) for an isvc in another folder (--service-dir)."""
+    if service.dir.resolve().is_relative_to(SERVICES_DIR.resolve()):
+        return ISVC_DIR / f"{service.name}.yaml"
+    return service.dir / "inferenceservice.yaml"
 
 
 def rendered_files(services: Iterable[Service]) -> dict[Path, str]:
     """Every committed manifest and the text a fresh render gives it."""
-    files = {
-        isvc_path(s): dump([render_isvc(s)], f"services/{s.name}/service.yaml") for s in services
-    }
+    files = {}
+    for s in services:
+        try:
+            source = str((s.dir / "service.yaml").relative_to(REPO_ROOT))
+        except ValueError:
+            source = str(s.dir / "service.yaml")
+        files[isvc_path(s)] = dump([render_isvc(s)], source)
     files[REPLAY_MANIFEST] = dump(render_replay(), "sandbox/manifests.py")
     return files
 

@@ -28,3 +28,18 @@ def test_external_isvc_renders_a_valid_inferenceservice(
     # A change to the code its Blubber file copies is a new image, so a new revision.
     (tmp_path / "inference-services" / "python" / "text_utils.py").write_text("# changed\n")
     assert images.image_tag(svc, "predictor", registry=manifests.IMAGE_REGISTRY) != ref
+
+
+def test_render_writes_an_external_isvcs_manifest_beside_its_service_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_external(tmp_path)
+    monkeypatch.setenv(catalog.SERVICES_PATH_ENV, str(folder))
+    svc = catalog.get(NAME)
+    files = manifests.rendered_files(catalog.load_all().values())
+    assert manifests.isvc_path(svc) == folder.resolve() / "inferenceservice.yaml"
+    assert manifests.isvc_path(svc) in files
+    assert all(
+        p.parent == manifests.ISVC_DIR for p in files if p.name != "inferenceservice.yaml"
+        and p != manifests.REPLAY_MANIFEST
+    )  # fmt: skip

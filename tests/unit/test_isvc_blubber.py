@@ -303,7 +303,7 @@ def test_frontend_line(tmp_path: Path) -> None:
 
 def test_image_tag_follows_the_copied_files_only(tmp_path: Path) -> None:
     from sandbox import images
-    from sandbox.runtime.base import RuntimeError_
+    from sandbox.errors import RunError
 
     root = tmp_path / "repo"
     (root / "src" / "models" / "echo").mkdir(parents=True)
@@ -322,5 +322,24 @@ def test_image_tag_follows_the_copied_files_only(tmp_path: Path) -> None:
     (root / "python" / "helper.py").write_text("X = 2\n")
     assert images.blubber_image_tag("ml-sandbox/echo", path, "production", root) != tag
     (root / "model_server_entrypoint.sh").unlink()
-    with pytest.raises(RuntimeError_, match=r"copies model_server_entrypoint\.sh, which is not"):
+    with pytest.raises(RunError, match=r"copies model_server_entrypoint\.sh, which is not"):
         images.blubber_image_tag("ml-sandbox/echo", path, "production", root)
+
+
+def test_the_real_frontend_is_an_opt_in_with_a_clear_error(tmp_path, monkeypatch):
+    """SANDBOX_BLUBBER_BUILD=frontend builds with `docker build -f blubber.yaml` (the frontend
+    on the `# syntax=` line); a file without that line is a clear error, a bad mode too."""
+    from sandbox import images
+    from sandbox.errors import RunError
+
+    monkeypatch.setenv("SANDBOX_BLUBBER_BUILD", "frontend")
+    assert images.blubber_mode() == "frontend"
+    plain = tmp_path / "blubber.yaml"
+    plain.write_text("version: v4\nbase: x\nvariants: {production: {}}\n")
+    with pytest.raises(RunError, match="no `# syntax=` line"):
+        images._build_with_frontend(
+            plain, "production", tmp_path, "docker", "a:b", "a:b", None, "a"
+        )
+    monkeypatch.setenv("SANDBOX_BLUBBER_BUILD", "magic")
+    with pytest.raises(RunError, match="translate' or 'frontend'"):
+        images.blubber_mode()
