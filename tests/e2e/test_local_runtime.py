@@ -209,29 +209,6 @@ def test_unknown_isvc_exits_2_and_lists_known(run_dir):
     assert "outlink-topic-model" in script.stderr
 
 
-def test_predictor_4xx_passes_through_the_transformer(run_dir):
-    """Stock kserve turns a predictor 4xx into 500; the sandbox's hop keeps the 400."""
-    port = free_port()
-    # The predictor accepts at most 10 QIDs here; Toni Morrison has 120+ outlinks.
-    cli(
-        "up",
-        "outlink-topic-model",
-        "--mediawiki",
-        "replay",
-        "--port",
-        str(port),
-        "--env",
-        "MAX_QIDS=10",
-    )
-    sb = Sandbox("local", f"http://127.0.0.1:{port}", None)
-    from sandbox import catalog
-
-    svc = catalog.get("outlink-topic-model")
-    resp = sb.post(svc, json.dumps({"lang": "en", "page_title": "Toni Morrison"}).encode())
-    assert resp.status == 400, resp.body
-    assert "limit is 10" in resp.json()["error"]
-
-
 def test_model_source_uri_goes_through_kserve_storage(run_dir, tmp_path):
     """`--model-source URI` stages the model as KServe's storage-initializer would."""
     from sandbox import catalog, models

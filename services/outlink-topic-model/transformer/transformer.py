@@ -131,10 +131,13 @@ class OutlinkTransformer(Model):
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout), raise_for_status=True
             )
+        # mwapi 0.6.1 gives each request its own timeout (300 s when none is given), which
+        # replaces the aiohttp session's: AIOHTTP_CLIENT_TIMEOUT is passed to it as well.
         session = mwapi.AsyncSession(
             host=self.wiki_url or f"https://{lang}.wikipedia.org",
             user_agent=USER_AGENT,
             session=self._http,
+            timeout=self.timeout,
         )
         session.headers["Host"] = f"{lang}.wikipedia.org"
         return session
