@@ -18,7 +18,7 @@ from sandbox.serving import inputs, server
 from sandbox.serving.executor import Offload
 
 # The label -> (wikicode, language name) table the model was trained with.
-LANGUAGES_TSV = Path(__file__).resolve().parents[2] / "services" / "langid" / "training" / "languages.tsv"
+LANGUAGES_TSV = Path(__file__).resolve().parents[2] / "services/langid/training/languages.tsv"
 LABEL_PREFIX = "__label__"
 
 # The loaded model, module-level so that forked inference workers inherit it.
