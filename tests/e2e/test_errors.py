@@ -104,6 +104,30 @@ def test_outlinks_follow_continuation(sandbox, services):
     with urllib.request.urlopen(f"{sandbox.mediawiki_url}/__replay__/requests") as r:
         log = json.loads(r.read())["requests"]
     assert any("gplcontinue" in json.dumps(entry) for entry in log), log[-3:]
+    # Production's query: 500 links a request (the replay server caps it lower, so that the
+    # fixtures need continuation), formatversion 2, its User-Agent.
+    links = [e for e in log if e["params"].get("generator") == "links"]
+    assert links and all(e["params"]["gpllimit"] == "500" for e in links)
+    assert all(e["params"]["formatversion"] == "2" for e in links)
+    assert all(e["user_agent"] == "WMF ML Team outlink-topic-model svc" for e in links)
+
+
+def test_outlinks_stop_after_about_1000(sandbox, services):
+    """A page with 1,100 linked items: the transformer stops asking once it has more than 1,000,
+    as production does (21 pages of 50 here, not the 22 that list all of them)."""
+    if sandbox.mediawiki_url is None:
+        pytest.skip(f"the replay server is not reachable from the tests on {sandbox.target}")
+
+    def requests_for_page() -> int:
+        with urllib.request.urlopen(f"{sandbox.mediawiki_url}/__replay__/requests") as r:
+            log = json.loads(r.read())["requests"]
+        return sum(1 for e in log if e["params"].get("pageids") == "900000002")
+
+    before = requests_for_page()
+    body = json.dumps({"lang": "en", "page_id": 900000002, "debug": True}).encode()
+    resp = sandbox.post(services["outlink-topic-model"], body)
+    assert resp.status == 200, resp.body
+    assert requests_for_page() - before == 21
 
 
 def test_predictions_differ_by_article(sandbox, services):
