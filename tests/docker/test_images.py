@@ -146,6 +146,8 @@ def test_predictor_container_answers_a_sample(built, services, run_container, tm
         status, body = _post(base + svc.predict_path, sample.body())
         assert evaluate(sample, status, body) == [], sample.name
     # The model server is the container's only process (PID 1), so it gets the kubelet's SIGTERM.
-    top = images.docker("top", cid, "-o", "args").stdout.splitlines()[1:]
-    assert top == ["python3 langid/model.py --model_name langid --http_port 8080"]
+    top = images.docker("top", cid, "-o", "pid,args").stdout.splitlines()[1:]
+    assert [line.split(None, 1)[1] for line in top] == [
+        "python3 langid/model.py --model_name langid --http_port 8080"
+    ]
     assert inspect(cid)["Config"]["User"] == "65533"
