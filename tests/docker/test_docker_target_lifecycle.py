@@ -36,12 +36,13 @@ def own_run_dir(tmp_path, monkeypatch) -> Iterator[None]:
 
 def test_a_failing_container_leaves_nothing_running(docker_ready, built, own_run_dir, services):
     target = docker.target()
-    opts = UpOptions(gateway_port=free_port(), env={"MAX_BODY_BYTES": "lots"}, timeout_s=30)
+    env = {"MODEL_PATH": "/mnt/models/no-such-model.bin"}
+    opts = UpOptions(gateway_port=free_port(), env=env, timeout_s=30)
     with pytest.raises(RunError) as err:
         target.up([services["langid"]], opts)
     message = str(err.value)
     assert "predictor did not become ready: its container" in message
-    assert "MAX_BODY_BYTES" in message  # the container's own last log lines
+    assert "cannot be opened for loading" in message  # the container's own last log lines
     assert _sandbox_containers() == []
     assert not _network_exists()
     st = state.read()

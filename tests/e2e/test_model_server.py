@@ -1,4 +1,5 @@
-"""A model server on its own (the local target's process): binding, limits, a busy event loop."""
+"""A model server on the sandbox's optional serving helpers (sandbox.serving), on its own:
+binding, limits, a busy event loop. The server is tests/e2e/serving_langid.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -27,7 +29,7 @@ def langid_server(tmp_path_factory):
     port = free_port()
     proc = subprocess.Popen(
         [
-            *(sys.executable, str(svc.dir / svc.components.predictor.entrypoint)),
+            *(sys.executable, str(Path(__file__).with_name("serving_langid.py"))),
             *("--model_name", "langid", "--http_port", str(port)),
         ],
         env={

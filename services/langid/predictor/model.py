@@ -1,73 +1,104 @@
-"""langid predictor: the language of a text, from a fastText model with NLLB `xxx_Latn` labels."""
+"""langid: the language of a text, from a fastText model with NLLB-200 labels (`eng_Latn`).
+
+A plain kserve isvc on production's pins (kserve 0.13.1, fasttext 0.9.3), with production's
+request contract (wikimedia/machinelearning-liftwing-inference-services@bce944c:
+src/models/langid/model.py):
+
+    request:  {"text": "..."}
+    response: {"language": "eng_Latn", "wikicode": "en", "languagename": "English", "score": 0.97}
+
+The text is normalized before the model sees it: runs of spaces, tabs and line breaks become one
+space, the ends are stripped, and only the first MAX_TEXT_LENGTH (default 100) characters are kept.
+The score is the model's probability as it comes, unrounded.
+
+Env: MODEL_NAME (default langid), MODEL_PATH (default /mnt/models/lid201-model.bin),
+MAX_TEXT_LENGTH.
+"""
 
 from __future__ import annotations
 
-import argparse
 import csv
+import json
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import fasttext
-import kserve
+from kserve import Model, ModelServer
+from kserve.errors import InvalidInput
 
-from sandbox.serving import inputs, server
-from sandbox.serving.executor import Offload
-
-# The label -> (wikicode, language name) table the model was trained with.
-LANGUAGES_TSV = Path(__file__).resolve().parent.parent / "training" / "languages.tsv"
 LABEL_PREFIX = "__label__"
+LANGUAGES_TSV = Path(__file__).resolve().parent / "languages.tsv"
+# Line feed, carriage return, vertical tab, tab and space: what production folds into one space.
+BLANKS = re.compile(r"[\n\r\v\t ]+")
 
-# The loaded model, module-level so that forked inference workers inherit it.
-_model: Any = None
-_languages: dict[str, tuple[str, str]] = {}
 
-
-def load_languages(path: Path = LANGUAGES_TSV) -> dict[str, tuple[str, str]]:
+def read_languages(path: Path = LANGUAGES_TSV) -> dict[str, tuple[str, str]]:
+    """label -> (wikicode, language name), from the table's non-comment rows."""
+    table: dict[str, tuple[str, str]] = {}
     with path.open(newline="", encoding="utf-8") as f:
-        rows = csv.reader((line for line in f if not line.startswith("#")), delimiter="\t")
-        return {row[0]: (row[1], row[2]) for row in rows if row}
+        for row in csv.reader((line for line in f if not line.startswith("#")), delimiter="\t"):
+            if row:
+                label, wikicode, name = row
+                table[label] = (wikicode, name)
+    return table
 
 
-def identify(text: str) -> dict[str, Any]:
-    labels, scores = _model.predict(" ".join(text.split()), k=1)
-    language = labels[0][len(LABEL_PREFIX) :]
-    wikicode, name = _languages[language]
-    return {
-        "language": language,
-        "wikicode": wikicode,
-        "languagename": name,
-        "score": round(float(min(scores[0], 1.0)), 4),
-    }
+def normalize(text: str, max_length: int) -> str:
+    return BLANKS.sub(" ", text).strip()[:max_length]
 
 
-class LangIdModel(kserve.Model):
-    def __init__(self, name: str, model_path: str):
+def text_of(payload: Any) -> str:
+    """The request's text, or InvalidInput (400) with production's messages."""
+    if isinstance(payload, bytes):  # a body sent without a JSON content type
+        try:
+            payload = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise InvalidInput("Please verify that request input is a json dict") from None
+    if not isinstance(payload, dict):
+        raise InvalidInput("Please verify that request input is a json dict")
+    text = payload.get("text")
+    if not text:
+        raise InvalidInput("The parameter text is required.")
+    if not isinstance(text, str):
+        raise InvalidInput("The input 'text' should be a string.")
+    return text
+
+
+class LangId(Model):
+    def __init__(self, name: str):
         super().__init__(name)
-        self.model_path = model_path
-        self.offload = Offload()
+        self.max_text_length = int(os.environ.get("MAX_TEXT_LENGTH", "100"))
+        self.model_path = os.environ.get("MODEL_PATH", "/mnt/models/lid201-model.bin")
+        self.languages = read_languages()
+        self.model: Any = None
+        self.load()
 
-    def load(self) -> bool:
-        global _model, _languages
-        _model = fasttext.load_model(self.model_path)
-        _languages = load_languages()
-        labels = [lbl[len(LABEL_PREFIX) :] for lbl in _model.get_labels()]
-        unknown = [lbl for lbl in labels if lbl not in _languages]
+    def load(self) -> None:
+        self.model = fasttext.load_model(self.model_path)
+        labels = [label[len(LABEL_PREFIX) :] for label in self.model.get_labels()]
+        unknown = sorted(set(labels) - set(self.languages))
         if unknown:
-            raise ValueError(f"labels missing from {LANGUAGES_TSV.name}: {unknown}")
-        self.offload.start()
+            raise ValueError(f"model labels missing from {LANGUAGES_TSV}: {unknown}")
         self.ready = True
-        return self.ready
 
-    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> dict:
-        text = inputs.text_field(inputs.require_object(payload), "text")
-        return await self.offload.run(identify, text, cost=len(text))
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> str:
+        return normalize(text_of(payload), self.max_text_length)
 
-
-def make_model(args: argparse.Namespace) -> LangIdModel:
-    path = os.environ.get("MODEL_PATH", "/mnt/models/lid201-model.bin")
-    return LangIdModel(args.model_name, path)
+    def predict(self, text: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        labels, scores = self.model.predict(text)
+        language = labels[0][len(LABEL_PREFIX) :]
+        wikicode, name = self.languages[language]
+        logging.debug("%s %.4f for %d characters", language, scores[0], len(text))
+        return {
+            "language": language,
+            "wikicode": wikicode,
+            "languagename": name,
+            "score": float(scores[0]),
+        }
 
 
 if __name__ == "__main__":
-    server.run(make_model, description="langid predictor (KServe model server)")
+    ModelServer(workers=1).start([LangId(os.environ.get("MODEL_NAME", "langid"))])

@@ -1,87 +1,96 @@
-"""outlink-topic-model predictor: article topics from the QIDs of an article's outlinks (fastText).
+"""outlink-topic-model predictor: article topics from the Wikidata items an article links to.
 
-Request (from the transformer):
-    {"qids": ["Q1", ...], "threshold": 0.5, "article": URL, "debug": false}
-Response: {"prediction": {"article": URL, "results": [{"topic": ..., "score": ...}, ...]}}
+A plain kserve isvc on production's pins (kserve 0.14.1, fasttext-wheel 0.9.2). It takes what
+the transformer sends (production's `features_str` request,
+wikimedia/machinelearning-liftwing-inference-services@bce944c:
+src/models/outlink_topic_model/model_server/model.py):
+
+    {"features_str": "Q1 Q2 ...", "lang": "en", "page_title": "..." | null, "page_id": 123,
+     "threshold": 0.5, "debug": false}
+
+and answers {"prediction": {"article": URL, "results": [{"topic": ..., "score": ...}, ...]}}:
+every topic whose score is at least the threshold, best first, scores at full precision. The
+article is https://<lang>.wikipedia.org/wiki/<page_title> as given, or .../wiki?curid=<page_id>.
+
+Env: MODEL_PATH (default /mnt/models/model.bin), MODEL_NAME.
 """
 
 from __future__ import annotations
 
-import argparse
+import logging
 import os
-import re
 from typing import Any
 
 import fasttext
-import kserve
+from kserve import Model, ModelServer, model_server
 from kserve.errors import InvalidInput
 
-from sandbox.serving import inputs, server
-from sandbox.serving.executor import Offload
-
 LABEL_PREFIX = "__label__"
-QID = re.compile(r"^Q[1-9][0-9]*$")
-# Most articles have far fewer outlinks; the transformer sends them all.
-MAX_QIDS = int(os.environ.get("MAX_QIDS", "5000"))
 
 
-# The loaded model, module-level so that forked inference workers inherit it.
-_model: Any = None
+def request_of(payload: Any) -> dict[str, Any]:
+    """The transformer's request, checked: a 400 naming the field, never a 500."""
+    if not isinstance(payload, dict):
+        raise InvalidInput("Please verify that request input is a json dict")
+    features = payload.get("features_str")
+    if not isinstance(features, str) or "\n" in features:
+        raise InvalidInput('Expected "features_str" to be a string of space-separated QIDs.')
+    lang = payload.get("lang")
+    if not isinstance(lang, str) or not lang:
+        raise InvalidInput('Expected "lang" to be a string.')
+    threshold = payload.get("threshold", 0.5)
+    if not isinstance(threshold, float):
+        raise InvalidInput('Expected "threshold" to be a float')
+    title = payload.get("page_title")
+    if title is not None and not isinstance(title, str):
+        raise InvalidInput('Expected "page_title" to be a string.')
+    return {
+        "features_str": features,
+        "lang": lang,
+        "page_title": title,
+        "page_id": payload.get("page_id"),
+        "threshold": threshold,
+        "debug": bool(payload.get("debug", False)),
+    }
 
 
-def topics(qids: list[str], threshold: float) -> list[dict[str, Any]]:
-    if not qids:
-        return []
-    labels, scores = _model.predict(" ".join(qids), k=-1, threshold=threshold)
-    results = [
-        {"topic": label[len(LABEL_PREFIX) :], "score": round(float(min(score, 1.0)), 4)}
-        for label, score in zip(labels, scores, strict=True)
-    ]
-    results.sort(key=lambda r: r["score"], reverse=True)
-    return results
+def article_url(lang: str, page_title: str | None, page_id: Any) -> str:
+    if page_title is not None:
+        return f"https://{lang}.wikipedia.org/wiki/{page_title}"
+    return f"https://{lang}.wikipedia.org/wiki?curid={page_id}"
 
 
-class OutlinkTopicModel(kserve.Model):
-    def __init__(self, name: str, model_path: str):
+class OutlinkTopicModel(Model):
+    def __init__(self, name: str):
         super().__init__(name)
-        self.model_path = model_path
-        self.offload = Offload()
+        self.model_path = os.environ.get("MODEL_PATH", "/mnt/models/model.bin")
+        self.model: Any = None
+        self.load()
 
-    def load(self) -> bool:
-        global _model
-        _model = fasttext.load_model(self.model_path)
-        self.offload.start()
+    def load(self) -> None:
+        self.model = fasttext.load_model(self.model_path)
         self.ready = True
-        return self.ready
 
-    @staticmethod
-    def _qids(payload: dict[str, Any]) -> list[str]:
-        qids = payload.get("qids")
-        if not isinstance(qids, list):
-            raise InvalidInput("field 'qids' must be a list of Wikidata item ids")
-        bad = [q for q in qids if not isinstance(q, str) or not QID.fullmatch(q)]
-        if bad:
-            raise InvalidInput(f"field 'qids' has values that are not Wikidata ids: {bad[:5]!r}")
-        if len(qids) > MAX_QIDS:
-            raise InvalidInput(f"field 'qids' has {len(qids)} items; the limit is {MAX_QIDS}")
-        return qids
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        return request_of(payload)
 
-    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> dict:
-        payload = inputs.require_object(payload)
-        qids = self._qids(payload)
-        threshold = inputs.number_field(payload, "threshold", 0.5, 0.0, 1.0)
-        article = inputs.text_field(payload, "article", required=False)
-        results = await self.offload.run(topics, qids, threshold, cost=len(qids))
-        prediction: dict[str, Any] = {"article": article, "results": results}
-        if inputs.bool_field(payload, "debug"):
-            prediction["qids"] = qids
-        return {"prediction": prediction}
-
-
-def make_model(args: argparse.Namespace) -> OutlinkTopicModel:
-    path = os.environ.get("MODEL_PATH", "/mnt/models/model.bin")
-    return OutlinkTopicModel(args.model_name, path)
+    def predict(self, request: dict[str, Any], headers: dict[str, str] | None = None) -> dict:
+        labels, scores = self.model.predict(request["features_str"], k=-1)
+        ranked = sorted(zip(labels, scores, strict=True), key=lambda pair: pair[1], reverse=True)
+        threshold = request["threshold"]
+        results = [
+            {"topic": label[len(LABEL_PREFIX) :], "score": float(score)}
+            for label, score in ranked
+            if score >= threshold
+        ]
+        if request["debug"]:
+            qids = len(request["features_str"].split())
+            logging.info("%d topics for %d QIDs", len(results), qids)
+        article = article_url(request["lang"], request["page_title"], request["page_id"])
+        return {"prediction": {"article": article, "results": results}}
 
 
 if __name__ == "__main__":
-    server.run(make_model, description="outlink-topic-model predictor (KServe model server)")
+    args, _ = model_server.parser.parse_known_args()
+    name = os.environ.get("MODEL_NAME") or args.model_name or "outlink-topic-model"
+    ModelServer(workers=1).start([OutlinkTopicModel(name)])
