@@ -136,12 +136,13 @@ def bench_gateway(args, langid, outlink, gw_port: int, port_of) -> int:
     """Each isvc directly and through the gateway, alternating run by run (direct, gateway,
     direct, ...) so that both see the same background load; the ratio is per pair."""
     st = state.read()
-    gw_pid = st["gateway"]["process"]["pid"]
+    # Recorded pids are logpipe's; cpu_seconds counts each with its children (the servers).
+    gw_pid = st.gateway.process.pid
     pids = {
-        isvc: [c["process"]["pid"] for c in st["isvcs"][f"local/{isvc}"]["components"].values()]
+        isvc: [c.process.pid for c in st.isvcs[f"local/{isvc}"].components.values()]
         for isvc in (langid.name, outlink.name)
     }
-    pids[outlink.name].append(st["mediawiki"]["process"]["pid"])
+    pids[outlink.name].append(st.mediawiki["local"].process.pid)
 
     def measured(url: str, body: bytes, host: str | None, c: int, isvc: str) -> dict:
         before = cpu_seconds([gw_pid]), cpu_seconds(pids[isvc])
