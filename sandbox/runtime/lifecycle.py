@@ -304,7 +304,7 @@ class HostTarget:
             current = None
         leftover = st.starting.pop(key, None)  # a start that a SIGKILLed `up` left behind
         if leftover:
-            b.stop(list(reversed(leftover.components.values())))
+            self._retire(leftover)
 
         models_dir = models_root(service.name) / fp
         with step(f"staging the {service.name} model into {models_dir}"):
@@ -332,8 +332,7 @@ class HostTarget:
         st.save()
         if old:
             with step(f"stopping the previous {service.name} ({b.unit}s drain in-flight requests)"):
-                b.stop(list(reversed(old.components.values())))
-                self._forget_models(old)
+                self._retire(old)
         print(
             f"✓ {service.name} is up{'' if self.name == 'local' else f' in {self.name}'}: "
             f"Host {service.host}",
@@ -364,11 +363,12 @@ class HostTarget:
         ingress.publish(st)
         st.save()
         if rec:
-            self.backend.stop(list(reversed(rec.components.values())))
-            self._forget_models(rec)
+            self._retire(rec)
 
-    @staticmethod
-    def _forget_models(rec: IsvcRecord) -> None:
+    def _retire(self, rec: IsvcRecord) -> None:
+        """Stop an isvc's components, the entry component first (no request reaches a stopped
+        predictor), and remove the models staged for them."""
+        self.backend.stop(list(reversed(rec.components.values())))
         shutil.rmtree(rec.models_dir, ignore_errors=True)
 
     def _rollback(self, st: State, undo: _Undo) -> None:
@@ -381,8 +381,7 @@ class HostTarget:
             for key in undo.isvcs:
                 rec = st.starting.pop(key, None)
                 if rec:
-                    self.backend.stop(list(reversed(rec.components.values())))
-                    self._forget_models(rec)
+                    self._retire(rec)
                 st.save()
             if undo.mediawiki and not self._has_isvcs(st):
                 comp = st.mediawiki.pop(self.name, None)
@@ -414,8 +413,7 @@ class HostTarget:
                     self._remove(st, key)
                     leftover = st.starting.pop(key, None)
                     if leftover:
-                        self.backend.stop(list(reversed(leftover.components.values())))
-                        self._forget_models(leftover)
+                        self._retire(leftover)
                     st.save()
                 stopped = True
             if names is None:
