@@ -56,18 +56,14 @@ class Component(_Strict):
     resources: Resources
     requirements: list[str] = Field(
         default_factory=list,
-        description="the isvc's own requirement files, relative to the source root: the "
-        "component then runs on the stock kserve server in a venv of exactly these pins",
+        description="the component's own requirement files, relative to the source root "
+        "(default: the requirements.txt beside the entrypoint): it runs on the stock kserve "
+        "server in a venv of exactly these pins",
     )
     pythonpath: list[str] = Field(
         default_factory=list, description="folders put on PYTHONPATH, relative to the source root"
     )
     image: Image | None = Field(default=None, description="build the image from a Blubber file")
-
-    @property
-    def stock(self) -> bool:
-        """True for an isvc written as plain kserve code with its own pins (run as it is)."""
-        return bool(self.requirements)
 
 
 class Components(_Strict):
@@ -249,7 +245,28 @@ def load_file(path: Path) -> Service:
     for label, file, kind in checks:
         if not (file.is_file() if kind == "file" else file.is_dir()):
             raise CatalogError(f"{path}: {label}: {file} is not a {kind}")
-    return svc
+    return _with_default_requirements(svc, path)
+
+
+def _with_default_requirements(svc: Service, path: Path) -> Service:
+    """A component without `requirements` runs on the requirements.txt beside its entrypoint;
+    without one either, it is an error naming both ways to fix it."""
+    defaults = {}
+    for n, c in svc.component_items():
+        if c.requirements:
+            continue
+        default = (Path(c.entrypoint).parent / "requirements.txt").as_posix()
+        if not (svc.source_dir / default).is_file():
+            raise CatalogError(
+                f"{path}: components.{n}.requirements: not given, and there is no "
+                f"{svc.source_dir / default} beside the entrypoint; list the component's own "
+                "requirement files (its pins, kserve among them), e.g. `requirements: "
+                "[requirements.txt]`"
+            )
+        defaults[n] = c.model_copy(update={"requirements": [default]})
+    if not defaults:
+        return svc
+    return svc.model_copy(update={"components": svc.components.model_copy(update=defaults)})
 
 
 def search_path() -> list[Path]:

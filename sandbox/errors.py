@@ -21,3 +21,9 @@ class CatalogError(SandboxError):
 
 class RunError(SandboxError):
     """A target could not do what was asked (start, stop, build, reach a cluster)."""
+
+
+class UsageError(SandboxError):
+    """A command-line option has a value the command cannot take (exit code 2, as argparse)."""
+
+    exit_code = 2

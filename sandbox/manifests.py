@@ -73,7 +73,7 @@ REPLAY_NAME = "mediawiki-replay"
 REPLAY_NAMESPACE = "mediawiki-replay"
 REPLAY_PORT = 8080
 REPLAY_URL = f"http://{REPLAY_NAME}.{REPLAY_NAMESPACE}.svc.cluster.local:{REPLAY_PORT}"
-# The replay's own image: images/Dockerfile's `mediawiki-replay` stage (sandbox.mediawiki + venv).
+# The replay server's own image, from images/mediawiki-replay/blubber.yaml (sandbox.images).
 REPLAY_IMAGE = f"{IMAGE_REGISTRY}/{images.REPLAY_IMAGE}"
 
 HEADER = (

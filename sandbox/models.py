@@ -9,8 +9,9 @@ the predictor starts. The sandbox does the same with `stage()`, from one of thre
   per model version and again after any edit to the training script or its data.
 - `production`: Wikimedia's published model (`model.production_url`), downloaded once into
   `<cache>/models/<isvc>/production/<model.file>`.
-- any storage URI (`s3://`, `gs://`, `https://`, `file://`, a plain path): KServe's own
-  `kserve_storage.Storage.download`, as the storage-initializer runs it.
+- a storage URI: a local folder or file (a plain path or `file://`) or an `http(s)://` URL of
+  the model file, staged as KServe's storage-initializer stages them (`_stage_from_uri`; other
+  storage, such as `s3://` and `gs://`, is copied to a local folder first).
 
 Every file lands atomically (written beside its destination, then renamed), so a failure never
 leaves a half-written model behind.
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -243,31 +245,56 @@ def _find(directory: Path, name: str) -> Path | None:
 
 
 def _stage_from_uri(service: Service, uri: str, dest: Path) -> Path:
-    from kserve_storage import Storage
-
-    if "://" not in uri and Path(uri).exists():
-        uri = str(Path(uri).resolve())  # kserve-storage links local files by the path it is given
-    work = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))
-    try:
-        _log(f"{service.name}: downloading {uri} with kserve-storage")
-        try:
-            out_dir = Path(Storage.download(uri, str(work)))
-        except Exception as e:  # kserve-storage raises bare Exception/RuntimeError subclasses
+    """Stage the model file from a storage URI, with the semantics of KServe's storage-initializer
+    (kserve/kserve@v0.21.0:python/storage/kserve_storage/kserve_storage.py, `Storage.download`)
+    for the kinds the sandbox supports: a folder or file (a plain path or `file://`), where the
+    model file is found by name, and an `http(s)://` URL of the file itself."""
+    scheme = urllib.parse.urlsplit(uri).scheme
+    if scheme in ("http", "https"):
+        name = Path(urllib.parse.urlsplit(uri).path).name
+        if name != service.model.file:
             raise ModelError(
-                f"{service.name}: kserve-storage could not download {uri}: {e}"
-            ) from None
-        found = _find(out_dir, service.model.file)
-        if found is None:
-            present = sorted(p.name for p in out_dir.rglob("*") if p.is_file()) or ["nothing"]
-            raise ModelError(
-                f"{service.name}: {uri} holds no {service.model.file} "
-                f"(found: {', '.join(present)}); give the folder that contains it, "
-                "as a STORAGE_URI does"
+                f"{service.name}: {uri} names {name or 'no file'}, not the model file "
+                f"{service.model.file}; give the URL of {service.model.file}"
             )
-        # kserve-storage links local files; the staged model must be a real file (containers).
-        _place(found.resolve(), dest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            _log(f"{service.name}: downloading {uri}")
+            try:
+                _download(uri, tmp)
+            except urllib.error.HTTPError as e:
+                raise ModelError(
+                    f"{service.name}: {uri} answered HTTP {e.code} {e.reason}"
+                ) from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                raise ModelError(f"{service.name}: cannot download {uri}: {reason}") from None
+            _place(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+    if scheme not in ("", "file"):
+        raise ModelError(
+            f"{service.name}: --model-source {uri}: the sandbox stages a local path, a file:// "
+            "URI or an http(s):// URL of the model file; copy a model from other storage "
+            f"({scheme}://) to a local folder first, and give that folder"
+        )
+    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(uri).path) if scheme else uri)
+    path = path.expanduser()
+    if not path.exists():
+        raise ModelError(f"{service.name}: --model-source {uri}: {path} does not exist")
+    found = path if path.is_file() else _find(path, service.model.file)
+    if found is None:
+        present = sorted(p.name for p in path.rglob("*") if p.is_file()) or ["nothing"]
+        raise ModelError(
+            f"{service.name}: {uri} holds no {service.model.file} "
+            f"(found: {', '.join(present)}); give the folder that contains it, "
+            "as a STORAGE_URI does"
+        )
+    _log(f"{service.name}: copying {found}")
+    _place(found.resolve(), dest)  # a real file (containers mount it), never a link
     return dest
 
 

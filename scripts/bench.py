@@ -293,14 +293,14 @@ def main() -> int:
         label: bench_server(
             "hop_transformer.py", {"BENCH_STOCK_HOP": stock}, "--predictor_host", langid_pred
         )
-        for label, stock in (("sandbox", "0"), ("stock", "1"))
+        for label, stock in (("stock", "1"),)
     }
-    # A no-inference model answering langid's JSON: the model server's own cost, sandbox vs stock.
+    # A no-inference model answering langid's JSON: the stock model server's own cost.
     fixed = {
         label: bench_server(
             "fixed_model.py", {"BENCH_STOCK_SERVER": stock}, "--body", langid_json.decode()
         )
-        for label, stock in (("sandbox", "0"), ("stock", "1"))
+        for label, stock in (("stock", "1"),)
     }
 
     toni = outlink.sample("toni-morrison").body()
@@ -321,12 +321,6 @@ def main() -> int:
         (
             "bare FastAPI (same JSON)",
             f"http://127.0.0.1:{bare_port}/v1/models/langid:predict",
-            langid.samples[0].body(),
-            None,
-        ),
-        (
-            "fixed-answer model, sandbox model server",
-            f"http://127.0.0.1:{fixed['sandbox'][0]}{langid.predict_path}",
             langid.samples[0].body(),
             None,
         ),
@@ -352,12 +346,6 @@ def main() -> int:
             "outlink predictor, direct",
             f"http://127.0.0.1:{port_of(outlink.name, 'predictor')}{outlink.predict_path}",
             predictor_body,
-            None,
-        ),
-        (
-            "hop: sandbox transformer (aiohttp) -> langid predictor",
-            f"http://127.0.0.1:{hops['sandbox'][0]}{langid.predict_path}",
-            langid.samples[0].body(),
             None,
         ),
         (
@@ -420,18 +408,12 @@ def main() -> int:
 
         checks = [
             (
-                "model server, sandbox / bare FastAPI",
-                rps("fixed-answer model, sandbox") / rps("bare"),
-                0.7,
-            ),
-            (
                 "model server, stock / bare FastAPI",
                 rps("fixed-answer model, stock") / rps("bare"),
                 0.7,
             ),
             ("langid predictor / bare FastAPI", rps("langid predictor") / rps("bare"), 0.7),
             ("outlink predictor / bare FastAPI", rps("outlink predictor") / rps("bare"), 0.7),
-            ("hop chain (sandbox) / bare FastAPI", rps("hop: sandbox") / rps("bare"), 0.3),
             ("hop chain (stock kserve) / bare FastAPI", rps("hop: stock") / rps("bare"), 0.3),
             (
                 "outlink chain incl. MediaWiki / bare FastAPI",

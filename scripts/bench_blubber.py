@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark building an isvc image from its own Blubber file offline (sandbox.isvc.blubber via
-sandbox.images.build_blubber_image); prints a Markdown table.
+sandbox.images.build); prints a Markdown table.
 
     .venv/bin/python scripts/bench_blubber.py [--requirement SPEC]...
 
@@ -25,7 +25,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sandbox import images  # noqa: E402
-from sandbox.isvc import blubber  # noqa: E402
 
 NAME = "ml-sandbox/bench-blubber-echo"
 DEFAULT_REQUIREMENTS = ["kserve==0.14.1"]
@@ -100,9 +99,9 @@ def write_isvc(root: Path, pins: list[str]) -> Path:
     return root / ".pipeline" / "echo" / "blubber.yaml"
 
 
-def timed(**kwargs) -> tuple[float, str]:
+def timed(recipe: images.Recipe, **kwargs) -> tuple[float, str]:
     started = time.monotonic()
-    tag = images.build_blubber_image(variant="production", name=NAME, **kwargs)
+    tag = images.build(recipe, **kwargs)
     return time.monotonic() - started, tag
 
 
@@ -118,18 +117,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-blubber-") as tmp:
         root = Path(tmp) / "inference-services"
         blubber_file = write_isvc(root, pins)
-        kw = {"blubber_file": blubber_file, "context": root}
-        translation = blubber.translate(blubber_file, "production", base_image=images.base_image())
+        recipe = images.Recipe(NAME, blubber_file, "production", root)
         started = time.monotonic()
-        images.ensure_blubber_wheelhouse(root, translation, images.daemon_arch())
+        images.ensure_wheelhouse(recipe, images.daemon_arch())
         rows.append(("wheelhouse (host pip download; 0 when cached)", time.monotonic() - started))
-        seconds, tag = timed(force=True, no_cache=True, **kw)
+        seconds, tag = timed(recipe, force=True, no_cache=True)
         tags.add(tag)
         rows.append(("uncached build (--no-cache)", seconds))
-        seconds, tag = timed(**kw)
+        seconds, tag = timed(recipe)
         rows.append(("tag present (nothing to build)", seconds))
         (root / "python" / "helper.py").write_text("VERSION = 2\n")
-        seconds, tag = timed(**kw)
+        seconds, tag = timed(recipe)
         tags.add(tag)
         rows.append(("code changed (layer cache: only the copies)", seconds))
         size = int(images.docker("image", "inspect", "--format", "{{.Size}}", tag).stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -79,14 +80,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+# What validation imports (the dev extra of pyproject.toml), checked before anything runs.
+VALIDATION_TOOLS = ("jsonschema", "referencing", "kubernetes_validate")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    try:
-        from sandbox import schemas
-    except ImportError as e:
+    missing = [name for name in VALIDATION_TOOLS if importlib.util.find_spec(name) is None]
+    if missing:
         raise RunError(
-            f"manifest validation needs the dev tools ({e.name} is not installed): "
+            f"manifest validation needs the dev tools ({', '.join(missing)} not installed): "
             f"`{venv_tool('pip')} install -e '.[dev]'` (./scripts/test.sh installs them too)"
-        ) from None
+        )
+    from sandbox import schemas
+
     if schemas.missing_crds():
         print(f"• downloading the pinned CRDs into {schemas.crd_dir()}", file=sys.stderr)
         try:

@@ -14,10 +14,10 @@ from sandbox.catalog import Sample, Service
 from sandbox.errors import CatalogError, RunError
 from sandbox.hints import prog
 from sandbox.runtime import ingress, local, smoke, state, targets
-from sandbox.runtime.base import ComponentStatus, MediaWikiMode, UpOptions
+from sandbox.runtime.options import RECORDINGS_DIR, MediaWiki, UpOptions
+from sandbox.runtime.targets import ComponentStatus, Target
 
 DEFAULT_PORT = int(os.environ.get("SANDBOX_GATEWAY_PORT", "8080"))
-RECORDINGS_DIR = "mediawiki-recordings"
 
 
 def _add_isvc_args(p: argparse.ArgumentParser) -> None:
@@ -136,6 +136,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("isvc")
     p.add_argument("sample", nargs="?", help="a sample name from the isvc's service.yaml")
     p.add_argument("--data", help="the JSON body, or @FILE to read it from a file")
+    p.add_argument(
+        "--target",
+        choices=targets.TARGETS,
+        default=None,
+        help="whose ingress to send it through: the gateway (local, docker) or minikube's "
+        "Istio ingress (default: where the isvc runs, else local)",
+    )
     p.set_defaults(func=cmd_predict)
 
 
@@ -157,12 +164,11 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
         if not sep or not key:
             raise RunError(f"--env takes KEY=VALUE, got {item!r}")
         env[key] = value
-    if args.max_body_bytes is not None:
-        if args.max_body_bytes <= 0:
-            raise RunError("--max-body-bytes must be positive")
-        # The gateway enforces it (413); the reference isvcs' serving helpers read it too.
-        env["MAX_BODY_BYTES"] = str(args.max_body_bytes)
-    mw = _mediawiki(args.mediawiki)
+    if args.max_body_bytes is not None and args.max_body_bytes <= 0:
+        raise RunError("--max-body-bytes must be positive")  # the gateway enforces it (413)
+    mw = MediaWiki.parse(args.mediawiki)
+    if mw.kind == "record":
+        print(f"• recording MediaWiki exchanges into {mw.directory}", file=sys.stderr)
     timeout = (
         args.timeout if args.timeout is not None else (900.0 if target == "minikube" else 60.0)
     )
@@ -181,63 +187,45 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
     )
 
 
-def _mediawiki(value: str) -> str:
-    """--mediawiki, checked, with its folder made absolute (the servers run elsewhere)."""
-    if value in ("live", "replay") or value.startswith(("http://", "https://")):
-        return value
-    if value == "record":
-        value = f"record:{RECORDINGS_DIR}"
-    mode = MediaWikiMode.of(value)
-    if mode is None or not mode.directory:
-        raise RunError(
-            "--mediawiki must be live, replay, replay:DIR, record[:DIR] or an http(s) URL, "
-            f"got {value!r}"
-        )
-    directory = Path(mode.directory).expanduser().resolve()
-    if mode.kind == "replay" and not directory.is_dir():
-        raise RunError(f"--mediawiki {value}: {directory} is not a folder of recordings")
-    if mode.kind == "record":
-        print(f"• recording MediaWiki exchanges into {directory}", file=sys.stderr)
-    return f"{mode.kind}:{directory}"
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     services = _services(args)
-    name = targets.resolve(args.target)
-    targets.get(name).up(services, _options(args, name))
-    _print_next_steps(services, name)
+    target = targets.get(targets.resolve(args.target))
+    target.up(services, _options(args, target.name))
+    _print_next_steps(services, target)
     return 0
 
 
-def _print_next_steps(services: list[Service], target: str) -> None:
-    if target == "minikube":
-        from sandbox.runtime.minikube import ingress_url
-
-        base = ingress_url()
-    else:
-        base = ingress.gateway_url(state.read()) or f"http://127.0.0.1:{DEFAULT_PORT}"
+def _print_next_steps(services: list[Service], target: Target) -> None:
+    try:
+        base = target.ingress_url()
+    except RunError:
+        base = f"http://127.0.0.1:{DEFAULT_PORT}"
     for s in services:
         body = s.samples[0].body().decode()
         print(f"\n{s.name}: curl -s {base}{s.predict_path} -H 'Host: {s.host}' -d '{body}'")
-    where = "" if target == "local" else f" --target {target}"
+    where = "" if target.name == "local" else f" --target {target.name}"
     cli = prog()
-    print(f"\n{cli} status{where} | {cli} logs <isvc> | {cli} predict <isvc> | {cli} down{where}")
+    print(
+        f"\n{cli} status{where} | {cli} logs <isvc> | {cli} predict <isvc>{where} | "
+        f"{cli} down{where}"
+    )
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     services = _services(args)
-    name = targets.resolve(args.target)
-    target = targets.get(name)
+    target = targets.get(targets.resolve(args.target))
     if args.delete:
         target.down([s.name for s in services])
         return 0
-    opts = _options(args, name)
+    opts = _options(args, target.name)
     target.up(services, opts)
-    failed = target.smoke(services)
-    _print_next_steps(services, name)
+    failed = smoke.run(
+        target.ingress_url(), services, settle_s=target.settle_s, diagnostics=target.diagnostics
+    )
+    _print_next_steps(services, target)
     if failed:
         print(f"\n✗ {failed} sample(s) failed their checks", file=sys.stderr)
-        if opts.mediawiki == "live":
+        if opts.mediawiki.kind == "live":
             print(
                 "  isvcs that read MediaWiki need the live wikis; offline, deploy with "
                 "--mediawiki replay",
@@ -253,7 +241,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         catalog.select(names)
     chosen = [args.target] if args.target else targets.active()
     results = [targets.get(t).down(names) for t in chosen]
-    if not names and not any(r is not False for r in results):
+    if not names and not any(results):
         print("nothing is running", file=sys.stderr)
     return 0
 
@@ -322,8 +310,6 @@ def _body(args: argparse.Namespace, service: Service) -> tuple[Sample | None, by
 def cmd_predict(args: argparse.Namespace) -> int:
     service = catalog.get(args.isvc)
     sample, body = _body(args, service)
-    base = ingress.gateway_url(state.read())
-    if base is None:
-        raise RunError(f"the gateway is not running; start the isvc: {prog()} up {service.name}")
-    status, payload = smoke.post(base, service, body)
+    target = args.target or targets.running(service.name) or "local"
+    status, payload = smoke.post(targets.get(target).ingress_url(), service, body)
     return 0 if smoke.report(service, sample, status, payload) else 1

@@ -33,7 +33,7 @@ def cmd_services(args: argparse.Namespace) -> int:
                 "host": s.host,
                 "samples": [x.name for x in s.samples],
                 "source": str(s.source_dir),
-                "stock": [n for n, c in s.component_items() if c.stock],
+                "requirements": {n: c.requirements for n, c in s.component_items()},
             }
             for s in services.values()
         ]

@@ -19,15 +19,22 @@ import hashlib
 import json
 import subprocess
 import urllib.parse
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox import images
+from sandbox import docker_cli
 from sandbox.catalog import Component, Service
 from sandbox.errors import RunError
 from sandbox.paths import REPO_ROOT, run_dir
-from sandbox.runtime.base import MediaWikiMode, UpOptions
-from sandbox.runtime.lifecycle import HostTarget, component_env, replay_mode_args
+from sandbox.runtime.lifecycle import (
+    HostTarget,
+    Plan,
+    Prepared,
+    component_env,
+    replay_mode_args,
+)
+from sandbox.runtime.options import MediaWiki, UpOptions
 from sandbox.runtime.state import ComponentRecord, State
 
 CONTAINER_PORT = 8080
@@ -62,7 +69,7 @@ def container_name(isvc: str, component: str, revision: str) -> str:
 
 
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return images.docker(*args, check=check)
+    return docker_cli.docker(*args, check=check)
 
 
 # -- resources: service.yaml's Kubernetes quantities as docker flags ---------------------------
@@ -103,7 +110,7 @@ def _published_port(container: str) -> int:
 
 def _log_tail(container: str, lines: int) -> str:
     proc = subprocess.run(
-        [images.docker_binary(), "logs", "--tail", str(lines), container],
+        [docker_cli.docker_binary(), "logs", "--tail", str(lines), container],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -127,14 +134,14 @@ def _labelled(*filters: str) -> list[str]:
     return _docker(*args).stdout.split()
 
 
-def check_mediawiki_url(value: str) -> None:
+def check_mediawiki_url(mode: MediaWiki) -> None:
     """A MediaWiki URL on the host's loopback is the container itself from inside: refuse it."""
-    if value == "live" or MediaWikiMode.of(value):
+    if mode.kind != "url":
         return
-    host = urllib.parse.urlsplit(value).hostname or ""
+    host = urllib.parse.urlsplit(mode.url).hostname or ""
     if host in LOOPBACK_HOSTS or host.startswith("127."):
         raise RunError(
-            f"--mediawiki {value}: {host} inside a container is the container itself; give a "
+            f"--mediawiki {mode}: {host} inside a container is the container itself; give a "
             "URL the containers can reach, or use --mediawiki replay"
         )
 
@@ -152,43 +159,52 @@ def _run(
     return ComponentRecord(component, _published_port(name), container=name, image=image)
 
 
+@dataclass
+class DockerPrepared(Prepared):
+    images: dict[str, str] = field(default_factory=dict)  # "<isvc>/<component>" -> tag
+
+
+@dataclass(frozen=True)
+class DockerPlan(Plan):
+    image: str = ""
+    cpus: str = ""
+    memory: int = 0
+    network: str = ""
+
+
 class DockerBackend:
     name = "docker"
     unit = "container"
 
     def check(self, opts: UpOptions) -> None:
-        if not images.daemon_answers():
+        if not docker_cli.daemon_answers():
             raise RunError(
                 "no Docker daemon answers (`docker info` failed): start dockerd, or use "
                 "--target local"
             )
         check_mediawiki_url(opts.mediawiki)
-        mode = MediaWikiMode.of(opts.mediawiki)
-        if mode and mode.kind == "record":
+        if opts.mediawiki.kind == "record":
             raise RunError(
                 "--mediawiki record runs on the local target (the recorder needs the host's "
                 "network and writes into your folder); record there once, then replay the "
                 "recordings on any target with --mediawiki replay:DIR"
             )
 
-    def prepare(self, services: list[Service], opts: UpOptions) -> dict[str, Any]:
-        """Build every image in one batch (the wheelhouse and base image are checked once), and
-        make sure the sandbox network exists."""
-        specs = [
-            images.component_spec(s, n) for s in services for n, c in s.component_items()
-            if not c.stock
-        ]  # fmt: skip
-        if MediaWikiMode.of(opts.mediawiki):
-            specs.append(images.replay_spec())
-        built = dict(zip([sp.name for sp in specs], images.build_specs(specs), strict=True))
-        for s in services:
-            for n, c in s.component_items():
-                if c.stock:
-                    built[images.image_name(s, n)] = images.build_stock_image(s, n)
+    def prepare(self, services: list[Service], opts: UpOptions) -> DockerPrepared:
+        """Build every image (each one's content-hash tag is checked first), and make sure the
+        sandbox network exists."""
+        from sandbox import images  # the build module, only where something is built
+
+        built = {
+            f"{s.name}/{n}": images.build(images.component_recipe(s, n))
+            for s in services
+            for n, _ in s.component_items()
+        }
+        replay = images.build(images.replay_recipe()) if opts.mediawiki.replay_server else None
         if _docker("network", "inspect", network_name(), check=False).returncode != 0:
             _docker("network", "create", "--label", f"{LABEL_SANDBOX}={sandbox_id()}",
                     network_name())  # fmt: skip
-        return {"built": built, "replay_image": built.get(images.REPLAY_IMAGE)}
+        return DockerPrepared(replay_image=replay, images=built)
 
     def plan(
         self,
@@ -197,23 +213,23 @@ class DockerBackend:
         component: Component,
         opts: UpOptions,
         wiki_url: str | None,
-        prepared: dict[str, Any],
-    ) -> dict[str, Any]:
+        prepared: DockerPrepared,
+    ) -> DockerPlan:
         limits = component.resources.limits
-        return {
-            "image": prepared["built"][images.image_name(service, name)],
-            "env": component_env(component, wiki_url, opts),
-            "args": component.args,
-            "cpus": cpus(limits.cpu),
-            "memory": memory_bytes(limits.memory),
-            "network": network_name(),
-        }
+        return DockerPlan(
+            env=component_env(component, wiki_url, opts),
+            args=tuple(component.args),
+            image=prepared.images[f"{service.name}/{name}"],
+            cpus=cpus(limits.cpu),
+            memory=memory_bytes(limits.memory),
+            network=network_name(),
+        )
 
     def start(
         self,
         service: Service,
         name: str,
-        plan: dict[str, Any],
+        plan: DockerPlan,
         models_dir: Path,
         revision: str,
         peers: dict[str, ComponentRecord],
@@ -221,15 +237,15 @@ class DockerBackend:
         args = ["--model_name", service.name, "--http_port", str(CONTAINER_PORT)]
         if name == "transformer":
             args += ["--predictor_host", f"{peers['predictor'].container}:{CONTAINER_PORT}"]
-        flags = ["--cpus", plan["cpus"], "--memory", str(plan["memory"])]
+        flags = ["--cpus", plan.cpus, "--memory", str(plan.memory)]
         if name == "predictor":
             flags += ["--volume", f"{models_dir.resolve()}:{MODELS_MOUNT}:ro"]
-        for key, value in plan["env"].items():
+        for key, value in plan.env.items():
             flags += ["--env", f"{key}={value}"]
         labels = {LABEL_ISVC: service.name, LABEL_COMPONENT: name}
         container = container_name(service.name, name, revision)
         _remove_containers([container])  # a leftover of an interrupted run of this revision
-        return _run(container, plan["image"], labels, [*args, *plan["args"]], flags)
+        return _run(container, plan.image, labels, [*args, *plan.args], flags)
 
     def alive(self, comp: ComponentRecord) -> bool:
         st = _inspect_state(comp.container or "")
@@ -247,14 +263,15 @@ class DockerBackend:
     def stop(self, comps: list[ComponentRecord]) -> None:
         _remove_containers([c.container for c in comps if c.container])
 
-    def start_replay(self, prepared: dict[str, Any], mode: MediaWikiMode) -> ComponentRecord:
+    def start_replay(self, prepared: DockerPrepared, mode: MediaWiki) -> ComponentRecord:
         container = f"{sandbox_id()}-{MEDIAWIKI}"
         _remove_containers([container])
         flags = []
         if mode.directory:  # replay only (check() refuses record): the recordings, read-only
             flags = ["--volume", f"{mode.directory}:{RECORDINGS_MOUNT}:ro"]
         args = [*REPLAY_ARGS, *replay_mode_args(mode, RECORDINGS_MOUNT)]
-        return _run(container, prepared["replay_image"], {LABEL_COMPONENT: MEDIAWIKI}, args, flags)
+        assert prepared.replay_image is not None  # prepare built it: the mode needs the server
+        return _run(container, prepared.replay_image, {LABEL_COMPONENT: MEDIAWIKI}, args, flags)
 
     def replay_url(self, comp: ComponentRecord) -> str:
         return f"http://{comp.container}:{CONTAINER_PORT}"
@@ -273,7 +290,7 @@ class DockerBackend:
         return {c.container for c in comps if c.container}
 
     def _orphans(self, st: State) -> list[str]:
-        if not images.daemon_answers():
+        if not docker_cli.daemon_answers():
             return []
         return [n for n in _labelled() if n not in self._known(st)]
 
@@ -291,7 +308,7 @@ class DockerBackend:
 
     def logs(self, comps: list[ComponentRecord], follow: bool, lines: int | None) -> None:
         names = [c.container for c in comps if c.container]
-        base = [images.docker_binary(), "logs"]
+        base = [docker_cli.docker_binary(), "logs"]
         if lines is not None:
             base += ["--tail", str(lines)]
         if follow:

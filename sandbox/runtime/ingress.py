@@ -19,9 +19,9 @@ from sandbox.errors import RunError
 from sandbox.hints import prog
 from sandbox.paths import run_dir
 from sandbox.runtime import processes
-from sandbox.runtime.base import ComponentStatus
 from sandbox.runtime.gateway import HEALTH_PATH, write_routes
 from sandbox.runtime.state import ServerRecord, State, logs_dir
+from sandbox.runtime.targets import ComponentStatus
 
 
 def routes_file():

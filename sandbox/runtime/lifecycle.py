@@ -31,7 +31,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,9 +41,10 @@ from sandbox.errors import RunError
 from sandbox.hints import prog
 from sandbox.paths import run_dir
 from sandbox.progress import step
-from sandbox.runtime import ingress, processes, smoke, state
-from sandbox.runtime.base import ComponentStatus, MediaWikiMode, UpOptions
+from sandbox.runtime import ingress, processes, state
+from sandbox.runtime.options import MediaWiki, UpOptions
 from sandbox.runtime.state import ComponentRecord, IsvcRecord, State
+from sandbox.runtime.targets import ComponentStatus
 
 LOG_TAIL_LINES = 25
 
@@ -94,6 +95,23 @@ def critical() -> Iterator[None]:
         raise Interrupted(signal.Signals(signum).name)
 
 
+@dataclass
+class Prepared:
+    """What a backend's `prepare` made ready for this `up` (venvs, images), for `plan` and
+    `start_replay`; each backend extends it."""
+
+    replay_image: str | None = None  # the replay server's image, when it runs in a container
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a component runs; any change to it restarts the isvc (it is part of the
+    fingerprint). Each backend extends it with what it needs to start the component."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+
+
 class Backend(Protocol):
     """What a host target supplies to the lifecycle."""
 
@@ -103,8 +121,8 @@ class Backend(Protocol):
     def check(self, opts: UpOptions) -> None:
         """Refuse options this target cannot honour (RunError)."""
 
-    def prepare(self, services: list[Service], opts: UpOptions) -> dict[str, Any]:
-        """Work that needs no state (build images); what `plan` and `start_replay` need."""
+    def prepare(self, services: list[Service], opts: UpOptions) -> Prepared:
+        """Work that needs no state (venvs, images); what `plan` and `start_replay` need."""
 
     def plan(
         self,
@@ -113,15 +131,15 @@ class Backend(Protocol):
         component: Component,
         opts: UpOptions,
         wiki_url: str | None,
-        prepared: dict[str, Any],
-    ) -> dict[str, Any]:
-        """A JSON-able description of the component; any change to it restarts the isvc."""
+        prepared: Any,
+    ) -> Plan:
+        """How the component runs (`prepared` is what this backend's `prepare` returned)."""
 
     def start(
         self,
         service: Service,
         name: str,
-        plan: dict[str, Any],
+        plan: Any,
         models_dir: Path,
         revision: str,
         peers: dict[str, ComponentRecord],
@@ -137,7 +155,7 @@ class Backend(Protocol):
     def stop(self, comps: list[ComponentRecord]) -> None:
         """Stop components, in the order given."""
 
-    def start_replay(self, prepared: dict[str, Any], mode: MediaWikiMode) -> ComponentRecord:
+    def start_replay(self, prepared: Any, mode: MediaWiki) -> ComponentRecord:
         """Start the MediaWiki replay server in `mode` (recorded with `spec` set)."""
 
     def replay_url(self, comp: ComponentRecord) -> str:
@@ -157,12 +175,14 @@ class Backend(Protocol):
         """Components to show logs of when the state has no record (after `down`)."""
 
 
-def fingerprint(service: Service, plans: dict[str, Any], opts: UpOptions) -> str:
-    facts = [plans, service.model.model_dump(), opts.model_source, service.autoscaling.model_dump()]
+def fingerprint(service: Service, plans: dict[str, Plan], opts: UpOptions) -> str:
+    described = {n: {"kind": type(p).__name__, **asdict(p)} for n, p in plans.items()}
+    facts = [described, service.model.model_dump(), opts.model_source]
+    facts.append(service.autoscaling.model_dump())
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def replay_mode_args(mode: MediaWikiMode, directory: str | None) -> list[str]:
+def replay_mode_args(mode: MediaWiki, directory: str | None) -> list[str]:
     """The replay server's arguments for `mode`, with the folder as the server sees it."""
     if mode.kind == "replay":
         return ["--replay", str(directory), "--emulate"]  # recordings first, then the fixtures
@@ -204,6 +224,9 @@ class _Undo:
 class HostTarget:
     """A target whose components run on this host behind the sandbox's gateway."""
 
+    # Samples are sent once: a host target's isvc is ready when `up` returns.
+    settle_s = 0.0
+
     def __init__(self, backend: Backend):
         self.backend = backend
         self.name = backend.name
@@ -236,13 +259,13 @@ class HostTarget:
                     raise
 
     def _mediawiki_url(
-        self, st: State, opts: UpOptions, prepared: dict[str, Any], undo: _Undo
+        self, st: State, opts: UpOptions, prepared: Prepared, undo: _Undo
     ) -> str | None:
-        mode = MediaWikiMode.of(opts.mediawiki)
-        if mode is None:
-            return None if opts.mediawiki == "live" else opts.mediawiki
+        mode = opts.mediawiki
+        if not mode.replay_server:
+            return mode.url
         current = st.mediawiki.get(self.name)
-        spec = json.dumps([prepared.get("replay_image"), mode.kind, mode.directory])
+        spec = json.dumps([prepared.replay_image, mode.kind, mode.directory])
         if current and current.spec == spec and self.backend.alive(current):
             return self.backend.replay_url(current)
         if current:
@@ -272,7 +295,7 @@ class HostTarget:
         st: State,
         service: Service,
         opts: UpOptions,
-        prepared: dict[str, Any],
+        prepared: Prepared,
         wiki_url: str | None,
         undo: _Undo,
     ) -> None:
@@ -487,9 +510,20 @@ class HostTarget:
         self.backend.logs(comps, follow, lines)
         return 0
 
-    def smoke(self, services: list[Service]) -> int:
-        """Send every sample through the gateway; the number that failed their checks."""
+    def ingress_url(self) -> str:
+        """The gateway, which routes every host target's isvcs by Host."""
         base = ingress.gateway_url(state.read())
         if base is None:
-            raise RunError("the gateway is not running")
-        return smoke.run(base, services)
+            raise RunError(f"the gateway is not running; start an isvc: {prog()} up <isvc>")
+        return base
+
+    def diagnostics(self, service: Service) -> str:
+        """The last lines of each of the isvc's components, for a failed sample."""
+        rec = state.read().isvcs.get(self._key(service.name))
+        if rec is None:
+            return f"{service.name} does not run on the {self.name} target"
+        parts = []
+        for name, comp in rec.components.items():
+            tail = self.backend.log_tail(comp, LOG_TAIL_LINES).rstrip() or "(no output)"
+            parts.append(f"=== {service.name}/{name}: last lines of its log\n{tail}")
+        return "\n".join(parts)

@@ -11,19 +11,24 @@ import hashlib
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sandbox.catalog import Component, Service
 from sandbox.isvc import launch, venvs
-from sandbox.paths import REPO_ROOT
 from sandbox.runtime import processes
-from sandbox.runtime.base import MediaWikiMode, UpOptions
-from sandbox.runtime.lifecycle import HostTarget, component_env, replay_mode_args
+from sandbox.runtime.lifecycle import (
+    HostTarget,
+    Plan,
+    Prepared,
+    component_env,
+    replay_mode_args,
+)
+from sandbox.runtime.options import MediaWiki, UpOptions
 from sandbox.runtime.state import ComponentRecord, State, logs_dir
 
 CONTAINER_MODELS_DIR = "/mnt/models"
-SERVING_DIR = REPO_ROOT / "sandbox" / "serving"
 # Run by an isvc's own interpreter: the stock server, with every wildcard bind moved to loopback.
 LAUNCHER = Path(launch.__file__)
 SKIP_DIRS = frozenset({".git", ".venv", "node_modules", "__pycache__", ".pytest_cache"})
@@ -33,16 +38,13 @@ REPLAY_ARGS = ["--max-limit", "50"]
 
 
 def code_hash(service: Service) -> str:
-    """Changes whenever the code the isvc runs changes: its service folder, then per component
-    the shared serving code, or (a stock isvc) its entrypoint's folder and pythonpath folders.
-    Files are identified by path, size and modification time (a monorepo is large)."""
+    """Changes whenever the code the isvc runs changes: its service folder, and per component its
+    entrypoint's folder and pythonpath folders. Files are identified by path, size and
+    modification time (a monorepo is large)."""
     roots = {service.dir}
     for _, comp in service.component_items():
-        if comp.stock:
-            roots.add((service.source_dir / comp.entrypoint).parent)
-            roots |= {service.source_dir / d for d in comp.pythonpath}
-        else:
-            roots.add(SERVING_DIR)
+        roots.add((service.source_dir / comp.entrypoint).parent)
+        roots |= {service.source_dir / d for d in comp.pythonpath}
     h = hashlib.sha256()
     for root in sorted(roots):
         for dirpath, dirnames, filenames in os.walk(root):
@@ -56,8 +58,21 @@ def code_hash(service: Service) -> str:
 
 
 def _clean_env() -> dict[str, str]:
-    """The environment of a stock isvc: nothing of the sandbox's Python leaks in."""
+    """The environment of an isvc: nothing of the sandbox's Python leaks in."""
     return {k: v for k, v in os.environ.items() if k not in venvs.LEAKY_ENV}
+
+
+@dataclass
+class LocalPrepared(Prepared):
+    pythons: dict[str, str] = field(default_factory=dict)  # "<isvc>/<component>" -> its python
+
+
+@dataclass(frozen=True)
+class LocalPlan(Plan):
+    python: str = ""  # the component's venv's interpreter
+    entrypoint: str = ""
+    pythonpath: tuple[str, ...] = ()
+    code: str = ""  # code_hash: an edit restarts the isvc
 
 
 class LocalBackend:
@@ -67,18 +82,15 @@ class LocalBackend:
     def check(self, opts: UpOptions) -> None:
         return None
 
-    def prepare(self, services: list[Service], opts: UpOptions) -> dict[str, Any]:
-        """A stock isvc's components each get the venv of their own requirement files."""
+    def prepare(self, services: list[Service], opts: UpOptions) -> LocalPrepared:
+        """Every component gets the venv of its own requirement files."""
         pythons = {}
         for service in services:
             for name, comp in service.component_items():
-                if comp.stock:
-                    reqs = [service.source_dir / r for r in comp.requirements]
-                    venv = venvs.ensure(
-                        reqs, progress=lambda line: print(f"• {line}", file=sys.stderr)
-                    )
-                    pythons[f"{service.name}/{name}"] = str(venvs.python_of(venv))
-        return {"replay_image": None, "pythons": pythons}
+                reqs = [service.source_dir / r for r in comp.requirements]
+                venv = venvs.ensure(reqs, progress=lambda line: print(f"• {line}", file=sys.stderr))
+                pythons[f"{service.name}/{name}"] = str(venvs.python_of(venv))
+        return LocalPrepared(pythons=pythons)
 
     def plan(
         self,
@@ -87,24 +99,22 @@ class LocalBackend:
         component: Component,
         opts: UpOptions,
         wiki_url: str | None,
-        prepared: dict[str, Any],
-    ) -> dict[str, Any]:
-        plan = {
-            "entrypoint": str(service.source_dir / component.entrypoint),
-            "args": component.args,
-            "env": component_env(component, wiki_url, opts),
-            "code": code_hash(service),
-        }
-        if component.stock:
-            plan["python"] = prepared["pythons"][f"{service.name}/{name}"]
-            plan["pythonpath"] = [str(service.source_dir / d) for d in component.pythonpath]
-        return plan
+        prepared: LocalPrepared,
+    ) -> LocalPlan:
+        return LocalPlan(
+            env=component_env(component, wiki_url, opts),
+            args=tuple(component.args),
+            python=prepared.pythons[f"{service.name}/{name}"],
+            entrypoint=str(service.source_dir / component.entrypoint),
+            pythonpath=tuple(str(service.source_dir / d) for d in component.pythonpath),
+            code=code_hash(service),
+        )
 
     def start(
         self,
         service: Service,
         name: str,
-        plan: dict[str, Any],
+        plan: LocalPlan,
         models_dir: Path,
         revision: str,
         peers: dict[str, ComponentRecord],
@@ -114,22 +124,19 @@ class LocalBackend:
         kserve = ["--model_name", service.name, "--http_port", str(port)]
         if name == "transformer":
             kserve += ["--predictor_host", f"127.0.0.1:{peers['predictor'].port}"]
-        if "python" in plan:  # a stock isvc: its venv, the launcher, its gRPC port too
-            cmd = [plan["python"], str(LAUNCHER), "--bind", "127.0.0.1"]
-            for folder in plan["pythonpath"]:
-                cmd += ["--pythonpath", folder]
-            cmd += ["--", plan["entrypoint"], *kserve, "--grpc_port", str(processes.free_port())]
-            env, cwd = _clean_env(), service.source_dir
-        else:  # an isvc on the sandbox's serving helpers, in the sandbox's venv
-            cmd = [sys.executable, plan["entrypoint"], *kserve]
-            env, cwd = {**os.environ, "SANDBOX_HTTP_HOST": "127.0.0.1"}, service.dir
-        cmd += plan["args"]
-        for key, value in plan["env"].items():
+        # The component's venv, the launcher (loopback binds), its gRPC port too.
+        cmd = [plan.python, str(LAUNCHER), "--bind", "127.0.0.1"]
+        for folder in plan.pythonpath:
+            cmd += ["--pythonpath", folder]
+        cmd += ["--", plan.entrypoint, *kserve, "--grpc_port", str(processes.free_port())]
+        cmd += plan.args
+        env = _clean_env()
+        for key, value in plan.env.items():
             if value.startswith(CONTAINER_MODELS_DIR):
                 value = str(models_dir) + value[len(CONTAINER_MODELS_DIR) :]
             env[key] = value
         log = logs_dir() / f"{service.name}-{name}.log"
-        rec = processes.spawn(cmd, log, env=env, cwd=cwd)
+        rec = processes.spawn(cmd, log, env=env, cwd=service.source_dir)
         return ComponentRecord(name, port, process=rec)
 
     def alive(self, comp: ComponentRecord) -> bool:
@@ -149,7 +156,7 @@ class LocalBackend:
             if comp.process:
                 processes.stop(comp.process)
 
-    def start_replay(self, prepared: dict[str, Any], mode: MediaWikiMode) -> ComponentRecord:
+    def start_replay(self, prepared: Prepared, mode: MediaWiki) -> ComponentRecord:
         port = processes.free_port()
         cmd = [sys.executable, "-m", "sandbox.mediawiki", "--host", "127.0.0.1"]
         cmd += [*REPLAY_ARGS, "--port", str(port), *replay_mode_args(mode, mode.directory)]

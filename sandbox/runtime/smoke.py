@@ -1,21 +1,26 @@
 """Requests to an isvc the way Lift Wing's clients send them, and the samples' checks.
 
-Every target smoke-tests through this module: the local and docker targets through the gateway,
-the minikube target through the Istio ingress. `ml-sandbox predict` uses it too.
+Written once over a target's ingress URL (`Target.ingress_url()`): the gateway for the local and
+docker targets, the Istio ingress for minikube. `ml-sandbox predict` and `deploy` use it.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 from sandbox.catalog import Sample, Service
 from sandbox.checks import evaluate
 from sandbox.errors import RunError
 
 TIMEOUT_S = 120
+# Answers that mean "not serving yet" while a route is programmed or a pod scales from zero.
+NOT_YET = (0, 502, 503)
+SETTLE_POLL_S = 3.0
 
 
 def post(base_url: str, service: Service, body: bytes, timeout_s: float = TIMEOUT_S):
@@ -59,11 +64,41 @@ def report(
     return not failures
 
 
-def run(base_url: str, services: list[Service], timeout_s: float = TIMEOUT_S) -> int:
-    """Send every sample of every service; the number of samples that failed their checks."""
+def send(
+    base_url: str, service: Service, sample: Sample, timeout_s: float, settle_s: float
+) -> tuple[int, bytes]:
+    """POST a sample; for `settle_s`, an answer that means "not serving yet" (no connection,
+    502, 503) is retried, unless that is what the sample expects."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            status, payload = post(base_url, service, sample.body(), timeout_s)
+        except RunError as e:
+            status, payload = 0, str(e).encode()
+        settled = status not in NOT_YET or status == sample.expect.status
+        if settled or time.monotonic() >= deadline:
+            if status == 0:
+                raise RunError(payload.decode())
+            return status, payload
+        time.sleep(SETTLE_POLL_S)
+
+
+def run(
+    base_url: str,
+    services: list[Service],
+    timeout_s: float = TIMEOUT_S,
+    *,
+    settle_s: float = 0.0,
+    diagnostics: Callable[[Service], str] | None = None,
+) -> int:
+    """Send every sample of every service; the number of samples that failed their checks.
+    `diagnostics(service)` is printed for an isvc with a failed sample."""
     failed = 0
     for service in services:
+        before = failed
         for sample in service.samples:
-            status, payload = post(base_url, service, sample.body(), timeout_s)
+            status, payload = send(base_url, service, sample, timeout_s, settle_s)
             failed += not report(service, sample, status, payload, quiet=True)
+        if failed > before and diagnostics is not None:
+            print(diagnostics(service), file=sys.stderr)
     return failed

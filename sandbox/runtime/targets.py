@@ -1,12 +1,52 @@
-"""Choosing a target by name; `auto` is minikube when its kube context answers, else local."""
+"""What a target is (`Target`, the rows of `status`) and choosing one by name; `auto` is
+minikube when its kube context answers, else local."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Protocol
 
+from sandbox.catalog import Service
 from sandbox.errors import RunError
 from sandbox.runtime import state
-from sandbox.runtime.base import Target
+from sandbox.runtime.options import UpOptions
+
+
+@dataclass
+class ComponentStatus:
+    target: str
+    isvc: str
+    component: str  # predictor | transformer | gateway | mediawiki | orphan
+    state: str  # running | starting | exited | missing | orphan | ready
+    address: str  # host:port or container name
+    pid: int | None = None
+    detail: str = ""
+
+
+class Target(Protocol):
+    """What every target offers the CLI. A host target (local, docker) is a
+    `lifecycle.HostTarget` over its backend; minikube is `minikube.MinikubeTarget`."""
+
+    name: str
+
+    def up(self, services: list[Service], opts: UpOptions) -> None: ...
+
+    def down(self, names: list[str] | None = None) -> bool:
+        """Stop isvcs (all when none is named); False when there was nothing to stop."""
+        ...
+
+    def status(self) -> list[ComponentStatus]: ...
+
+    def logs(
+        self, isvc: str, component: str | None, follow: bool, lines: int | None = None
+    ) -> int: ...
+
+    def ingress_url(self) -> str:
+        """Where this target's isvcs are reached, by their Host header: the gateway, or the
+        cluster's Istio ingress. A RunError when nothing serves there."""
+        ...
+
 
 TARGETS = ("local", "docker", "minikube")
 HOST_TARGETS = ("local", "docker")

@@ -1,21 +1,19 @@
 """A kserve model that answers a fixed JSON (no inference), to measure model-server overhead alone.
 
 python scripts/bench/fixed_model.py --model_name langid --http_port N --body JSON
-BENCH_STOCK_SERVER=1 ...   the same on stock `kserve.ModelServer` (its defaults: latency
-                           logging on, asyncio loop, binds 0.0.0.0 -- bench only)
+
+On stock `kserve.ModelServer` (its defaults: latency logging on, asyncio loop, binds 0.0.0.0 --
+bench only). BENCH_STOCK_SERVER is accepted and ignored (stock is the only server).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 import kserve
-
-from sandbox.serving import server
 
 
 class Fixed(kserve.Model):
@@ -36,14 +34,11 @@ def main() -> None:
     extra.add_argument("--body", required=True)
     ours, rest = extra.parse_known_args()
     answer = json.loads(ours.body)
-    if os.environ.get("BENCH_STOCK_SERVER") == "1":
-        sys.argv = [sys.argv[0], *rest]
-        args, _ = kserve.model_server.parser.parse_known_args(rest)
-        model = Fixed(args.model_name, answer)
-        model.load()
-        kserve.ModelServer(http_port=args.http_port, enable_grpc=False).start([model])
-    else:
-        server.run(lambda a: Fixed(a.model_name, answer), "fixed-answer model", rest)
+    sys.argv = [sys.argv[0], *rest]
+    args, _ = kserve.model_server.parser.parse_known_args(rest)
+    model = Fixed(args.model_name, answer)
+    model.load()
+    kserve.ModelServer(http_port=args.http_port, enable_grpc=False).start([model])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A real image from a Blubber v4 file (sandbox.isvc.blubber + images.build_blubber_image): a small
+"""A real image from a Blubber v4 file (sandbox.isvc.blubber + images.build): a small
 isvc in a folder outside the repository, built offline FROM the local bookworm base, then run.
 
 The Blubber file has the structure of inference-services' (wikimedia/machinelearning-liftwing-
@@ -107,12 +107,9 @@ def test_blubber_isvc_builds_offline_and_runs_as_blubbers_user(
     root = tmp_path / "inference-services"
     assert not root.resolve().is_relative_to(REPO_ROOT)
     blubber_file = write_isvc(root)
-    tag = images.build_blubber_image(
-        blubber_file, "production", context=root, name="ml-sandbox/test-blubber-tiny"
-    )
-    assert tag == images.blubber_image_tag(
-        "ml-sandbox/test-blubber-tiny", blubber_file, "production", root
-    )
+    recipe = images.Recipe("ml-sandbox/test-blubber-tiny", blubber_file, "production", root)
+    tag = images.build(recipe)
+    assert tag == recipe.tag()
     config = json.loads(images.docker("inspect", tag).stdout)[0]["Config"]
     assert config["User"] == "65533"  # USER $LIVES_UID, blubber's default lives uid
     assert config["WorkingDir"] == "/srv/app"
@@ -141,13 +138,7 @@ def test_blubber_isvc_builds_offline_and_runs_as_blubbers_user(
         "word": "OK",
     }
     # Unchanged inputs: the same tag, nothing rebuilt.
-    again = images.build_blubber_image(
-        blubber_file, "production", context=root, name="ml-sandbox/test-blubber-tiny"
-    )
-    assert again == tag
+    assert images.build(recipe) == tag
     # A changed source file: a new tag.
     (root / "python" / "helper.py").write_text("def shout(w):\n    return w.upper() + '!'\n")
-    assert (
-        images.blubber_image_tag("ml-sandbox/test-blubber-tiny", blubber_file, "production", root)
-        != tag
-    )
+    assert recipe.tag() != tag

@@ -14,9 +14,9 @@ from sandbox import images
 from sandbox.catalog import Service
 from sandbox.checks import evaluate
 from sandbox.runtime import docker, state
-from sandbox.runtime.base import UpOptions
 from sandbox.runtime.docker import LABEL_SANDBOX, network_name, sandbox_id
 from sandbox.runtime.lifecycle import HostTarget
+from sandbox.runtime.options import MediaWiki, UpOptions
 from sandbox.runtime.processes import free_port
 from tests.docker.conftest import inspect
 
@@ -65,7 +65,9 @@ def own_run_dir(tmp_path_factory) -> Iterator[None]:
 def running(docker_ready, built, own_run_dir, services) -> Iterator[Running]:
     target = docker.target()
     port = free_port()
-    target.up(list(services.values()), UpOptions(gateway_port=port, mediawiki="replay"))
+    target.up(
+        list(services.values()), UpOptions(gateway_port=port, mediawiki=MediaWiki.parse("replay"))
+    )
     try:
         yield Running(target, port)
     finally:
@@ -141,7 +143,8 @@ def test_status_reports_every_container(running, services) -> None:
 def test_up_again_is_idempotent(running, services) -> None:
     before = {c: inspect(c)["Id"] for c in _sandbox_containers()}
     running.target.up(
-        list(services.values()), UpOptions(gateway_port=running.port, mediawiki="replay")
+        list(services.values()),
+        UpOptions(gateway_port=running.port, mediawiki=MediaWiki.parse("replay")),
     )
     assert {c: inspect(c)["Id"] for c in _sandbox_containers()} == before
 

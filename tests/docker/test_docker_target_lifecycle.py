@@ -9,8 +9,8 @@ import pytest
 from sandbox import images
 from sandbox.errors import RunError
 from sandbox.runtime import docker, state
-from sandbox.runtime.base import UpOptions
 from sandbox.runtime.docker import LABEL_SANDBOX, network_name, sandbox_id
+from sandbox.runtime.options import MediaWiki, UpOptions
 from sandbox.runtime.processes import free_port
 
 pytestmark = pytest.mark.docker
@@ -51,7 +51,10 @@ def test_a_failing_container_leaves_nothing_running(docker_ready, built, own_run
 
 def test_down_leaves_no_container_or_network(docker_ready, built, own_run_dir, services):
     target = docker.target()
-    target.up([services["langid"]], UpOptions(gateway_port=free_port(), mediawiki="replay"))
+    target.up(
+        [services["langid"]],
+        UpOptions(gateway_port=free_port(), mediawiki=MediaWiki.parse("replay")),
+    )
     assert len(_sandbox_containers()) == 2  # the predictor and the replay server
     assert _network_exists()
     target.down()

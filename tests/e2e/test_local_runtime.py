@@ -210,7 +210,7 @@ def test_unknown_isvc_exits_2_and_lists_known(run_dir):
     assert "outlink-topic-model" in script.stderr
 
 
-def test_model_source_uri_goes_through_kserve_storage(run_dir, tmp_path):
+def test_model_source_uri_stages_the_model_from_a_folder(run_dir, tmp_path):
     """`--model-source URI` stages the model as KServe's storage-initializer would."""
     from sandbox import catalog, models
 
@@ -219,7 +219,7 @@ def test_model_source_uri_goes_through_kserve_storage(run_dir, tmp_path):
     store.mkdir()
     (store / svc.model.file).write_bytes(models.build(svc).read_bytes())
     proc = cli("up", "langid", "--port", str(free_port()), "--model-source", str(store))
-    assert "with kserve-storage" in proc.stderr
+    assert f"copying {store / svc.model.file}" in proc.stderr
     staged = Path(state.read().isvcs["local/langid"].models_dir) / svc.model.file
     assert staged.read_bytes() == (store / svc.model.file).read_bytes()
     assert "deu_Latn" in cli("predict", "langid", "german").stdout

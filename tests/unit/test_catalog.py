@@ -145,11 +145,31 @@ def test_an_isvc_can_live_outside_the_repo(tmp_path: Path, monkeypatch: pytest.M
     svc = catalog.get("my-isvc")
     assert svc.source_dir == (tmp_path / "checkout").resolve()
     predictor = svc.components.predictor
-    assert predictor.stock and predictor.image and predictor.image.variant == "production"
+    assert predictor.requirements == ["src/models/my-isvc/requirements.txt"]
+    assert predictor.image and predictor.image.variant == "production"
     assert {"langid", "outlink-topic-model", "my-isvc"} <= set(catalog.load_all())
     # A folder of service folders works too.
     monkeypatch.setenv(catalog.SERVICES_PATH_ENV, str(folder.parent))
     assert catalog.get("my-isvc").dir == folder.resolve()
+
+
+def test_requirements_default_to_the_file_beside_the_entrypoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    folder = _external(tmp_path)
+    doc = yaml.safe_load((folder / "service.yaml").read_text())
+    del doc["components"]["predictor"]["requirements"]
+    (folder / "service.yaml").write_text(yaml.safe_dump(doc))
+    svc = catalog.load_file(folder / "service.yaml")
+    assert svc.components.predictor.requirements == ["src/models/my-isvc/requirements.txt"]
+    # Without that file either: an error naming the key, the file looked for, and the fix.
+    (tmp_path / "checkout/src/models/my-isvc/requirements.txt").unlink()
+    with pytest.raises(CatalogError) as err:
+        catalog.load_file(folder / "service.yaml")
+    message = str(err.value)
+    assert "components.predictor.requirements: not given" in message
+    assert "src/models/my-isvc/requirements.txt beside the entrypoint" in message
+    assert "requirements: [requirements.txt]" in message
 
 
 def test_external_paths_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -315,15 +315,15 @@ def test_image_tag_follows_the_copied_files_only(tmp_path: Path) -> None:
     (root / "model_server_entrypoint.sh").write_text("#!/bin/sh\n")
     (root / "README.md").write_text("not copied\n")
     path = write(tmp_path, LANGID_LIKE)
-    tag = images.blubber_image_tag("ml-sandbox/echo", path, "production", root)
+    tag = images.Recipe("ml-sandbox/echo", path, "production", root).tag()
     assert tag.startswith("ml-sandbox/echo:")
     (root / "README.md").write_text("changed, still not copied\n")
-    assert images.blubber_image_tag("ml-sandbox/echo", path, "production", root) == tag
+    assert images.Recipe("ml-sandbox/echo", path, "production", root).tag() == tag
     (root / "python" / "helper.py").write_text("X = 2\n")
-    assert images.blubber_image_tag("ml-sandbox/echo", path, "production", root) != tag
+    assert images.Recipe("ml-sandbox/echo", path, "production", root).tag() != tag
     (root / "model_server_entrypoint.sh").unlink()
     with pytest.raises(RunError, match=r"copies model_server_entrypoint\.sh, which is not"):
-        images.blubber_image_tag("ml-sandbox/echo", path, "production", root)
+        images.Recipe("ml-sandbox/echo", path, "production", root).tag()
 
 
 def test_the_real_frontend_is_an_opt_in_with_a_clear_error(tmp_path, monkeypatch):
@@ -337,9 +337,7 @@ def test_the_real_frontend_is_an_opt_in_with_a_clear_error(tmp_path, monkeypatch
     plain = tmp_path / "blubber.yaml"
     plain.write_text("version: v4\nbase: x\nvariants: {production: {}}\n")
     with pytest.raises(RunError, match="no `# syntax=` line"):
-        images._build_with_frontend(
-            plain, "production", tmp_path, "docker", "a:b", "a:b", None, "a"
-        )
+        images.build(images.Recipe("a", plain, "production", tmp_path))
     monkeypatch.setenv("SANDBOX_BLUBBER_BUILD", "magic")
     with pytest.raises(RunError, match="translate' or 'frontend'"):
         images.blubber_mode()

@@ -1,7 +1,9 @@
 """Import boundaries: each layer imports only what is below it, so a change stays in its layer.
 
-errors, paths, hints, progress  <- catalog, checks  <- models, images, manifests, schemas
-<- runtime  <- commands, cli.   serving (what isvcs import) and mediawiki stand alone.
+errors, paths, hints, progress, fsutil  <- catalog, checks  <- models, images, manifests,
+schemas  <- runtime  <- commands, cli. The MediaWiki replay server (sandbox.mediawiki, in an image
+of its own) and the launcher (run by an isvc's own interpreter) stand alone. No module imports
+kserve: the isvcs bring their own, in their own venvs and images.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ FORBIDDEN = {
     "sandbox.paths": ["sandbox."],
     "sandbox.hints": ["sandbox."],
     "sandbox.progress": ["sandbox."],
+    "sandbox.fsutil": ["sandbox."],
+    "sandbox.docker_cli": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
     "sandbox.catalog": ["sandbox.runtime", "sandbox.commands", "sandbox.models", "sandbox.images"],
     "sandbox.models": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
     "sandbox.images": ["sandbox.runtime", "sandbox.commands"],
@@ -32,8 +36,7 @@ FORBIDDEN = {
     "sandbox.runtime.logpipe": ["sandbox."],  # runs next to any isvc: stdlib only
     "sandbox.isvc": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
     "sandbox.isvc.launch": ["sandbox."],  # run by the isvc's own interpreter: stdlib only
-    "sandbox.serving": ["sandbox.runtime", "sandbox.commands", "sandbox.models", "sandbox.images"],
-    "sandbox.mediawiki": ["sandbox.runtime", "sandbox.commands", "sandbox.serving"],
+    "sandbox.mediawiki": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
 }
 
 
@@ -72,3 +75,20 @@ def test_layer_imports_only_what_is_below_it(path: Path) -> None:
 def test_the_rules_can_fail() -> None:
     assert _rules("sandbox.runtime.local") == FORBIDDEN["sandbox.runtime"]
     assert "sandbox.commands" in _imports(PACKAGE / "cli.py")
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: _module(p))
+def test_no_module_imports_kserve(path: Path) -> None:
+    bad = sorted(i for i in _imports(path) if i.split(".")[0] in ("kserve", "kserve_storage"))
+    assert bad == [], f"{_module(path)} imports {bad}"
+
+
+def test_the_docker_target_lists_containers_without_the_build_module() -> None:
+    """`status`, `logs` and `down` on the docker target need the docker CLI, not the builder."""
+    tree = ast.parse((PACKAGE / "runtime" / "docker.py").read_text())
+    top = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+    top |= {
+        f"{n.module}.{a.name}" for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names
+    }
+    assert not [m for m in top if m.startswith("sandbox.images")], top
+    assert "sandbox.docker_cli" in top

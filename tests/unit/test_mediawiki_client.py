@@ -11,20 +11,21 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from kserve.errors import InvalidInput
 
 from sandbox.mediawiki import ReplayServer, load_wikis
 from sandbox.mediawiki.fixtures import Wiki, db_key
-from sandbox.serving import errors
-from sandbox.serving.mediawiki import (
+from tests.mediawiki_client import (
     DEFAULT_USER_AGENT,
+    InvalidInput,
     MediaWikiClient,
     MediaWikiError,
     OutlinkResult,
     PageNotFound,
     UnknownWiki,
     UpstreamError,
+    UpstreamHTTPError,
     UpstreamTimeout,
+    UpstreamTimeoutError,
 )
 
 pytestmark = pytest.mark.unit
@@ -267,7 +268,7 @@ def test_faults_are_upstream_errors(server: ReplayServer, mode: str) -> None:
     with pytest.raises(UpstreamError) as info:
         outlinks(server.url, "en", title=TARGET)
     assert not isinstance(info.value, UpstreamTimeout)
-    assert isinstance(info.value, errors.UpstreamHTTPError)
+    assert isinstance(info.value, UpstreamHTTPError)
     assert info.value.http_status == 502
     assert EN in str(info.value)
     server.set_fault("none")
@@ -278,7 +279,7 @@ def test_slow_wiki_times_out_within_the_client_timeout(server: ReplayServer) -> 
     server.set_fault("slow", delay_s=60)
     with pytest.raises(UpstreamTimeout) as info:
         outlinks(server.url, "en", title=TARGET, timeout_s=0.5)
-    assert isinstance(info.value, errors.UpstreamTimeout)
+    assert isinstance(info.value, UpstreamTimeoutError)
     assert info.value.http_status == 504
     server.set_fault("none")
     assert outlinks(server.url, "en", title=TARGET).title == TARGET

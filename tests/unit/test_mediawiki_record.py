@@ -37,7 +37,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sandbox.mediawiki import FixtureError, ReplayServer, api, load_wikis
 from sandbox.mediawiki.recordings import RecordingStore, normalize
 from sandbox.mediawiki.replay import main
-from sandbox.serving.mediawiki import MediaWikiClient, OutlinkResult
+from tests.mediawiki_client import MediaWikiClient, OutlinkResult
 
 pytestmark = pytest.mark.unit
 

@@ -17,10 +17,10 @@ import yaml
 from sandbox import catalog, images, manifests
 from sandbox.errors import RunError
 from sandbox.paths import REPO_ROOT
-from sandbox.runtime.base import UpOptions
 from sandbox.runtime.minikube import documents, kubectl, model_store
 from sandbox.runtime.minikube import facts as facts_mod
 from sandbox.runtime.minikube import target as mk
+from sandbox.runtime.options import MediaWiki, UpOptions
 
 pytestmark = pytest.mark.unit
 
@@ -277,7 +277,7 @@ def test_without_a_cluster_every_command_fails_clearly(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     target = mk.MinikubeTarget(facts=facts, out=io.StringIO())
     for call in (
-        lambda: target.up(list(services.values()), UpOptions(mediawiki="replay")),
+        lambda: target.up(list(services.values()), UpOptions(mediawiki=MediaWiki.parse("replay"))),
         target.status,
         lambda: target.down(None),
     ):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import fasttext
 import pytest
-from kserve_storage import Storage
 
 from sandbox import catalog, cli, models
 from sandbox.catalog import Service
@@ -148,23 +147,9 @@ def test_stage_sha_mismatch_leaves_nothing_half_written(langid: Service, tmp_pat
     assert _leftovers(models_dir) == []
 
 
-@pytest.fixture
-def storage_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records the URIs handed to kserve-storage's real download code."""
-    calls: list[str] = []
-    real = Storage.download
-
-    def recording(uri: str, out_dir: str | None = None, *args: object, **kwargs: object) -> str:
-        calls.append(uri)
-        return real(uri, out_dir, *args, **kwargs)
-
-    monkeypatch.setattr(Storage, "download", staticmethod(recording))
-    return calls
-
-
 @pytest.mark.parametrize("form", ["file-uri", "plain-path"])
-def test_stage_uri_goes_through_kserve_storage(
-    langid: Service, langid_built: Path, tmp_path: Path, storage_calls: list[str], form: str
+def test_stage_uri_finds_the_model_file_in_a_folder(
+    langid: Service, langid_built: Path, tmp_path: Path, form: str
 ) -> None:
     folder = tmp_path / "bucket" / "langid" / "20231011160342"
     folder.mkdir(parents=True)
@@ -172,7 +157,6 @@ def test_stage_uri_goes_through_kserve_storage(
     uri = f"file://{folder}" if form == "file-uri" else str(folder)
     models_dir = tmp_path / "models"
     staged = models.stage(langid, models_dir, source=uri)
-    assert storage_calls == [uri]
     assert staged.is_file() and not staged.is_symlink()
     assert _sha(staged) == langid.model.sha256
     assert _leftovers(models_dir) == ["lid201-model.bin"]
@@ -188,13 +172,29 @@ def test_stage_uri_without_the_model_file_is_a_clear_error(langid: Service, tmp_
     assert _leftovers(models_dir) == []
 
 
-def test_stage_unknown_uri_is_a_clear_error(langid: Service, tmp_path: Path) -> None:
-    with pytest.raises(models.ModelError, match="nonsense://"):
-        models.stage(langid, tmp_path / "models", source="nonsense://bucket/model")
+@pytest.mark.parametrize("uri", ["nonsense://bucket/model", "s3://wmf-ml-models/langid/"])
+def test_stage_unsupported_uri_is_a_clear_error(langid: Service, tmp_path: Path, uri: str) -> None:
+    with pytest.raises(models.ModelError, match="copy a model from other storage") as err:
+        models.stage(langid, tmp_path / "models", source=uri)
+    assert uri in str(err.value)
     assert _leftovers(tmp_path / "models") == []
 
 
-def test_stage_https_uri_through_kserve_storage(
+def test_stage_missing_path_says_it_does_not_exist(langid: Service, tmp_path: Path) -> None:
+    with pytest.raises(models.ModelError, match="does not exist"):
+        models.stage(langid, tmp_path / "models", source=str(tmp_path / "no" / "such" / "file"))
+    assert _leftovers(tmp_path / "models") == []
+
+
+def test_stage_https_uri_of_another_file_is_a_clear_error(
+    langid: Service, tmp_path: Path, http_root: tuple[str, Path]
+) -> None:
+    base, _ = http_root
+    with pytest.raises(models.ModelError, match=r"not the model file lid201-model\.bin"):
+        models.stage(langid, tmp_path / "models", source=f"{base}/other.bin")
+
+
+def test_stage_https_uri_downloads_the_model_file(
     langid: Service, langid_built: Path, tmp_path: Path, http_root: tuple[str, Path]
 ) -> None:
     base, root = http_root

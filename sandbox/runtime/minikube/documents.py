@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.runtime.base import ComponentStatus
+from sandbox.runtime.targets import ComponentStatus
 
 # KServe's defaulting webhook renames the single custom container to this.
 KSERVE_CONTAINER = "kserve-container"

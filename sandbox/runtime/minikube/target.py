@@ -9,9 +9,10 @@
 3. applies `manifests/isvcs/<isvc>.yaml` (rendered with those tags) server-side;
 4. waits for the InferenceService's Ready condition with a deadline.
 
-`smoke` then sends every sample through the Istio ingress with the production Host header. Any
-failure prints the isvc conditions, the revision and pod events and the container logs
-(storage-initializer included) and raises `RunError`. Re-applying an unchanged service leaves
+`deploy` then sends every sample through the Istio ingress (`ingress_url`) with the production
+Host header, as on every target (`sandbox.runtime.smoke`); an isvc that fails gets its
+`diagnostics`: the isvc conditions, the revision and pod events and the container logs
+(storage-initializer included). Re-applying an unchanged service leaves
 its generation (and revision) as it was; a changed image or env rolls a new revision.
 
 The cluster is reached through `kubectl.Kube` (kubectl and minikube command lines), the model
@@ -31,12 +32,10 @@ from typing import Any
 
 from sandbox import manifests
 from sandbox.catalog import Service
-from sandbox.checks import evaluate
+from sandbox.docker_cli import docker, image_exists
 from sandbox.errors import RunError
 from sandbox.hints import venv_tool
 from sandbox.paths import run_dir
-from sandbox.runtime import smoke
-from sandbox.runtime.base import ComponentStatus, UpOptions
 from sandbox.runtime.minikube import model_store
 from sandbox.runtime.minikube.documents import (
     component_statuses,
@@ -62,6 +61,8 @@ from sandbox.runtime.minikube.kubectl import (
     pods_argv,
     stable_ref,
 )
+from sandbox.runtime.options import UpOptions
+from sandbox.runtime.targets import ComponentStatus
 
 # How long `context_answers()` waits for the API server before the CLI picks another target.
 PROBE_TIMEOUT_S = 5.0
@@ -96,6 +97,9 @@ def context_answers(timeout_s: float = PROBE_TIMEOUT_S) -> bool:
 @dataclass
 class MinikubeTarget:
     name: str = "minikube"
+    # A sample is retried while it gets 502/503 or no answer: a pod scaling from zero, a route
+    # being programmed.
+    settle_s: float = 60.0
     facts: ClusterFacts = field(default_factory=load_facts)
     out: Any = field(default_factory=lambda: sys.stdout)
     _node_env: dict[str, str] | None = field(default=None, init=False, repr=False)
@@ -117,18 +121,13 @@ class MinikubeTarget:
     # -- images --
 
     def _docker_env(self) -> dict[str, str]:
-        """The node's Docker daemon, or none (the `none` driver builds on the host's daemon)."""
-        if self._node_env is None and self.facts.driver == "none":
-            self._node_env = {}
+        """The minikube node's Docker daemon (`minikube docker-env`), for builds into the node."""
         if self._node_env is None:
             argv = minikube_argv(self.facts, "docker-env", "--shell", "bash")
             proc = self.kube.run(argv, check=False)
-            if proc.returncode == 0:
-                self._node_env = docker_build_env(proc.stdout)
-            elif "none" in proc.stderr + proc.stdout:
-                self._node_env = {}
-            else:
+            if proc.returncode != 0:
                 raise RunError(f"minikube docker-env failed: {proc.stderr.strip()}")
+            self._node_env = docker_build_env(proc.stdout)
             self._ensure_base_image(self._node_env)
         return self._node_env
 
@@ -137,8 +136,8 @@ class MinikubeTarget:
         from sandbox import images
 
         base = images.base_image()
-        if not node_env or images.image_exists(base, node_env) or not images.image_exists(base):
-            return  # same daemon, already there, or missing on the host (images says how to fix)
+        if image_exists(base, node_env) or not image_exists(base):
+            return  # already there, or missing on the host (images says how to fix it)
         self._say(f"loading the base image {base} into the minikube node")
         self.kube.run(minikube_argv(self.facts, "image", "load", base), timeout=900)
 
@@ -155,9 +154,7 @@ class MinikubeTarget:
 
     def _tag_stable(self, ref: str, env: dict[str, str]) -> None:
         """Also tag the build `:sandbox`, so the committed manifests apply by hand too."""
-        from sandbox import images
-
-        images.docker("tag", ref, stable_ref(ref), env=env)
+        docker("tag", ref, stable_ref(ref), env=env)
 
     # -- model --
 
@@ -200,27 +197,6 @@ class MinikubeTarget:
             "and storage-initializer images: raise --timeout)"
             + "".join(f"\n  {c.line()}" for c in conditions(last or {}))
         )
-
-    def send_samples(self, service: Service, timeout_s: float = 60.0) -> list[str]:
-        """Every sample through the ingress; returns the failures (empty when all pass)."""
-        base = f"http://{self.facts.ingress_host}:{self.facts.ingress_port}"
-        failures = []
-        for sample in service.samples:
-            deadline = time.monotonic() + timeout_s
-            while True:  # a scale-from-zero or a route being programmed answers 503 briefly
-                try:
-                    status, body = smoke.post(base, service, sample.body(), timeout_s=30)
-                except RunError as e:
-                    status, body = 0, str(e).encode()
-                if status not in (0, 502, 503) or time.monotonic() > deadline:
-                    break
-                time.sleep(POLL_S)
-            problems = evaluate(sample, status, body)
-            verdict = "ok" if not problems else "FAILED"
-            self._say(f"  {sample.name}: HTTP {status} {verdict}")
-            self._say("    " + body.decode(errors="replace")[:500])
-            failures += [f"{sample.name}: {p}" for p in problems]
-        return failures
 
     def diagnostics(self, service: Service) -> str:
         """Conditions, events, and container logs; for the user when a deploy fails."""
@@ -281,18 +257,19 @@ class MinikubeTarget:
                 "--model-source applies to the local and docker targets; on minikube the "
                 "storage-initializer fetches the sandbox model from the S3 store"
             )
-        if opts.mediawiki.startswith(("replay:", "record:")):
+        mode = opts.mediawiki
+        if mode.kind in ("replay", "record"):
             raise RunError(
                 "--mediawiki replay:DIR and record:DIR run on the local and docker targets; on "
                 "minikube, use --mediawiki replay (the fixture wikis) or live"
             )
         self._require_cluster()
         env: dict[str, str] = {}
-        if opts.mediawiki == "replay":
+        if mode.kind == "emulate":
             self.deploy_replay(opts.timeout_s)
             env["WIKI_URL"] = manifests.REPLAY_URL
-        elif opts.mediawiki != "live":
-            env["WIKI_URL"] = opts.mediawiki
+        elif mode.url is not None:
+            env["WIKI_URL"] = mode.url
         failed = []
         for service in services:
             refs = self.build_images(service)
@@ -310,20 +287,14 @@ class MinikubeTarget:
         if failed:
             raise RunError(f"deploy failed on minikube: {', '.join(failed)}")
 
-    def smoke(self, services: list[Service]) -> int:
-        """Every sample through the Istio ingress (KServe's VirtualService matches the production
-        Host form as well as its domainTemplate URL); diagnostics for an isvc that fails."""
-        failed = 0
-        for service in services:
-            self._say(f"{service.name}: samples through the ingress")
-            problems = self.send_samples(service)
-            if problems:
-                self._say("\n".join(problems))
-                self._say(self.diagnostics(service))
-            failed += len(problems)
-        return failed
+    def ingress_url(self) -> str:
+        """The Istio ingress as the host reaches it (KServe's VirtualService matches the
+        production Host form as well as its domainTemplate URL)."""
+        return ingress_url()
 
-    def down(self, names: list[str] | None = None) -> None:
+    def down(self, names: list[str] | None = None) -> bool:
+        """Delete the named InferenceServices (all, and the replay server, when none is named);
+        True when anything was deleted."""
         from sandbox import catalog
 
         self._require_cluster()
@@ -338,7 +309,9 @@ class MinikubeTarget:
         for name, namespace in targets:
             self.kube.run(delete_isvc_argv(self.facts, name, namespace), timeout=240)
             self._say(f"deleted InferenceService {namespace}/{name}")
+        replay = False
         if not names:
+            replay = self._replay_deployed()
             self.kube.run(
                 kubectl_argv(
                     self.facts,
@@ -349,6 +322,12 @@ class MinikubeTarget:
                     "--wait=false",
                 )
             )
+        return bool(targets) or replay
+
+    def _replay_deployed(self) -> bool:
+        namespace = manifests.REPLAY_NAMESPACE
+        argv = kubectl_argv(self.facts, "get", "namespace", namespace, "-o", "json")
+        return self.kube.json(argv, missing_ok=True) is not None
 
     def status(self) -> list[ComponentStatus]:
         self._require_cluster()

@@ -1,4 +1,6 @@
-"""An async client for the MediaWiki Action API of Wikipedias: an article's outlinks as QIDs.
+"""A test client of the MediaWiki replay server: an article's outlinks as QIDs, asked the way an
+outlink-style isvc asks the Action API of Wikipedias (it was the sandbox's old serving helper;
+the tests keep it to check the replay server and the recorder from an isvc's side).
 
     client = MediaWikiClient(wiki_url=os.environ.get("WIKI_URL"), timeout_s=5)
     result = await client.outlinks("en", title="Toni Morrison")   # or page_id=30027
@@ -11,8 +13,8 @@ id), then pages through `generator=links` with `prop=pageprops` until no `contin
 The whole call, continuation included, finishes within `timeout_s`.
 
 Errors (all `MediaWikiError` with an `http_status`): `PageNotFound` and `UnknownWiki` are the
-client's mistake (400, and kserve `InvalidInput`s); `UpstreamError` (502) and `UpstreamTimeout`
-(504) are MediaWiki's failures (and `sandbox.serving.errors.UpstreamHTTPError`s). A language with
+client's mistake (400, `InvalidInput`s); `UpstreamError` (502) and `UpstreamTimeout` (504) are
+MediaWiki's failures (`UpstreamHTTPError`s). A language with
 no Wikipedia is recognised as Wikimedia answers it: a redirect to the Incubator (or a 404 when
 asking wikipedia.org directly).
 """
@@ -20,16 +22,13 @@ asking wikipedia.org directly).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import orjson
-from kserve.errors import InvalidInput
-
-from sandbox.serving import errors
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +42,20 @@ DEFAULT_USER_AGENT = (
 _LANG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _MAX_LANG_LEN = 16
 MAX_TITLE_BYTES = 255  # MediaWiki's limit, in UTF-8
+
+
+class InvalidInput(ValueError):
+    """The client's mistake (what an isvc answers with kserve's InvalidInput: 400)."""
+
+
+class UpstreamHTTPError(Exception):
+    """A dependency failed: 502, or 504 when it did not answer in time."""
+
+    http_status = 502
+
+
+class UpstreamTimeoutError(UpstreamHTTPError):
+    http_status = 504
 
 
 class MediaWikiError(Exception):
@@ -70,14 +83,14 @@ class UnknownWiki(MediaWikiError, InvalidInput):
     http_status = 400
 
 
-class UpstreamError(MediaWikiError, errors.UpstreamHTTPError):
+class UpstreamError(MediaWikiError, UpstreamHTTPError):
     """MediaWiki failed: HTTP 5xx, a body that is not the API's JSON, an API error, a dropped
     connection."""
 
     http_status = 502
 
 
-class UpstreamTimeout(UpstreamError, errors.UpstreamTimeout):
+class UpstreamTimeout(UpstreamError, UpstreamTimeoutError):
     """MediaWiki did not answer (all continuation pages) within the client's timeout."""
 
     http_status = 504
@@ -197,8 +210,8 @@ class MediaWikiClient:
         if status != 200:
             raise UpstreamError(f"MediaWiki ({wiki}) answered HTTP {status}")
         try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            doc = json.loads(body)
+        except json.JSONDecodeError:
             raise UpstreamError(
                 f"MediaWiki ({wiki}) sent a body that is not JSON: {body[:80]!r}"
             ) from None
