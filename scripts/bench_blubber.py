@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark building an isvc image from its own Blubber file offline (sandbox.isvc.blubber via
+"""Benchmark building an isvc image from its own Blubber file offline (sandbox.images.blubber via
 sandbox.images.build); prints a Markdown table.
 
     .venv/bin/python scripts/bench_blubber.py [--requirement SPEC]...

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark building an isvc's virtualenv (sandbox/isvc/venvs.py) with uv and with pip; prints a
+"""Benchmark building an isvc's virtualenv (sandbox/venvs.py) with uv and with pip; prints a
 Markdown table.
 
     .venv/bin/python scripts/bench_venvs.py [--requirement SPEC]... [--skip-cold]
@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sandbox.isvc import venvs  # noqa: E402
+from sandbox import venvs  # noqa: E402
 
 DEFAULT_REQUIREMENTS = ["kserve==0.14.1"]
 

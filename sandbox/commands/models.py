@@ -58,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fill a directory as KServe's storage-initializer fills /mnt/models",
         description=(
             "Put an isvc's model file into DIR. SOURCE is 'sandbox' (build), 'production' "
-            "(fetch) or a storage URI (s3://, gs://, https://, file://, a path) downloaded with "
-            "kserve-storage."
+            "(fetch) or a storage URI: a local folder or file, file://, or an http(s):// URL "
+            "of the model file."
         ),
     )
     s.add_argument("isvc", metavar="ISVC")

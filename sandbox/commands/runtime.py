@@ -68,8 +68,8 @@ def _add_up_args(p: argparse.ArgumentParser, default_target: str) -> None:
         default="sandbox",
         metavar="sandbox|production|URI",
         help="the model to stage into /mnt/models: built from the training script (sandbox, "
-        "default), Wikimedia's public mirror (production; needs internet), or a URI fetched with "
-        "kserve-storage (s3://..., gs://..., https://..., a local path; one isvc only)",
+        "default), Wikimedia's public mirror (production; needs internet), or a URI: a local "
+        "folder or file, file://..., or an http(s):// URL of the model file (one isvc only)",
     )
     p.add_argument(
         "--env",

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox import venvs
 from sandbox.catalog import Component, Service
-from sandbox.isvc import launch, venvs
-from sandbox.runtime import processes
+from sandbox.runtime import launch, processes
 from sandbox.runtime.lifecycle import (
     HostTarget,
     Plan,

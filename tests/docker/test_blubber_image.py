@@ -1,4 +1,4 @@
-"""A real image from a Blubber v4 file (sandbox.isvc.blubber + images.build): a small
+"""A real image from a Blubber v4 file (sandbox.images.blubber + images.build): a small
 isvc in a folder outside the repository, built offline FROM the local bookworm base, then run.
 
 The Blubber file has the structure of inference-services' (wikimedia/machinelearning-liftwing-

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sandbox.isvc import venvs
+from sandbox import venvs
 from sandbox.paths import REPO_ROOT
 from sandbox.runtime import state
 from sandbox.runtime.processes import free_port

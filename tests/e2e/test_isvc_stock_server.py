@@ -1,6 +1,6 @@
 """The proof for per-isvc dependencies and the launcher: a plain kserve isvc on an old SDK, written
 outside this repository with its own requirements and a shared-helpers package imported through
-the pythonpath, runs in its own venv (`sandbox.isvc.venvs`) under `sandbox/isvc/launch.py`.
+the pythonpath, runs in its own venv (`sandbox.venvs`) under `sandbox/runtime/launch.py`.
 
 It must answer exactly as the stock server started with `python model.py` does, listen on
 loopback only, and run beside an isvc whose pins conflict with its own (numpy<2 / numpy>=2); and
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.isvc import launch, venvs
+from sandbox import venvs
 from sandbox.paths import REPO_ROOT
+from sandbox.runtime import launch
 from tests.isvc_support import free_port, listening_addresses, non_loopback, wait_http
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""sandbox.isvc.blubber: the offline Blubber v4 → Dockerfile translation.
+"""sandbox.images.blubber: the offline Blubber v4 → Dockerfile translation.
 
 Semantics checked against wikimedia/blubber@v0.21.1 (the frontend version inference-services
 names on its `# syntax=` lines): config/reader.go (defaults), config/variant.go (users per
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.isvc import blubber
-from sandbox.isvc.blubber import BlubberError
+from sandbox.images import blubber
+from sandbox.images.blubber import BlubberError
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""sandbox/isvc/launch.py: runs a script as `python script.py` would, every wildcard bind moved
+"""sandbox/runtime/launch.py: runs a script as `python script.py` would, every wildcard bind moved
 to loopback (plain sockets, asyncio, and gRPC's C core through the real grpcio)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.isvc import launch
+from sandbox.runtime import launch
 from tests.isvc_support import listening_addresses, non_loopback
 
 pytestmark = pytest.mark.unit

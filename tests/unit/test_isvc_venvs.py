@@ -1,4 +1,4 @@
-"""sandbox.isvc.venvs: the per-requirements virtualenvs (real installs of a tiny package)."""
+"""sandbox.venvs: the per-requirements virtualenvs (real installs of a tiny package)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.isvc import venvs
-from sandbox.isvc.venvs import VenvError
+from sandbox import venvs
+from sandbox.venvs import VenvError
 
 pytestmark = pytest.mark.unit
 

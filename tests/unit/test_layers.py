@@ -34,8 +34,9 @@ FORBIDDEN = {
     "sandbox.schemas": ["sandbox.runtime", "sandbox.commands"],
     "sandbox.runtime": ["sandbox.commands", "sandbox.cli"],
     "sandbox.runtime.logpipe": ["sandbox."],  # runs next to any isvc: stdlib only
-    "sandbox.isvc": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
-    "sandbox.isvc.launch": ["sandbox."],  # run by the isvc's own interpreter: stdlib only
+    "sandbox.venvs": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
+    "sandbox.runtime.launch": ["sandbox."],  # run by the isvc's own interpreter: stdlib only
+    "sandbox.images.blubber": ["sandbox.runtime", "sandbox.commands", "sandbox.images."],
     "sandbox.mediawiki": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
 }
 

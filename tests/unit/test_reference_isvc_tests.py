@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import catalog, models
-from sandbox.isvc import venvs
+from sandbox import catalog, models, venvs
 
 pytestmark = pytest.mark.unit
 

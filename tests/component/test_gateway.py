@@ -17,7 +17,7 @@ import pytest
 from sandbox.runtime.gateway import HEALTH_PATH, write_routes
 from sandbox.runtime.processes import free_port
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.component
 
 
 def _request(port: int, host: str, path="/v1/models/x:predict", body=b"{}", method="POST"):

@@ -25,7 +25,7 @@ import pytest
 from sandbox.runtime.gateway import HEALTH_PATH, write_routes
 from sandbox.runtime.processes import free_port
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.component
 
 LIMIT = 1024 * 1024  # the gateway's default body limit (MAX_BODY_BYTES unset)
 ECHO_HOST = "echo.ns.wikimedia.org"

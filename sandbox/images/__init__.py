@@ -38,7 +38,7 @@ from sandbox.catalog import CatalogError, Service
 from sandbox.docker_cli import buildkit_binary, daemon_answers, daemon_arch, docker, image_exists
 from sandbox.errors import RunError
 from sandbox.fsutil import build_into, file_lock
-from sandbox.isvc import blubber
+from sandbox.images import blubber
 from sandbox.paths import REPO_ROOT, cache_dir, run_dir
 from sandbox.progress import step
 
