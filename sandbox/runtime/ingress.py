@@ -74,18 +74,26 @@ def ensure_gateway(
     return True
 
 
-def publish(st: State) -> None:
-    """Make the gateway route exactly the state's serving isvcs, and wait until it does."""
+PUBLISH_TIMEOUT_S = 10.0
+
+
+def publish(st: State, timeout_s: float = PUBLISH_TIMEOUT_S) -> bool:
+    """Make the gateway route exactly the state's serving isvcs, and wait until its health
+    endpoint reports that it does. False when it did not within `timeout_s` (the gateway then
+    still serves what it served before); True when it does, or when no gateway runs."""
     routes = _routes(st)
     write_routes(routes_file(), routes)
     gw = st.gateway
     if not (gw and processes.alive(gw.process)):
-        return
+        return True
     os.killpg(gw.process.pid, signal.SIGHUP)  # the gateway runs under logpipe, in its group
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if _served_routes(gw.port) == {h: r["url"] for h, r in routes.items()}:
-            return
+    wanted = {h: r["url"] for h, r in routes.items()}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if _served_routes(gw.port) == wanted:
+            return True
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.02)
 
 

@@ -350,8 +350,20 @@ class HostTarget:
         # Switch the route, then retire the old version: no request meets a gap.
         old = st.isvcs.get(key)
         st.isvcs[key] = st.starting.pop(key)
+        if not ingress.publish(st):
+            # The gateway did not take the new route: the old version keeps serving, the new
+            # one is rolled back like any failed start.
+            st.starting[key] = st.isvcs.pop(key)
+            if old:
+                st.isvcs[key] = old
+            ingress.publish(st)
+            st.save()
+            still = " (the previous version still serves)" if old else ""
+            raise RunError(
+                f"the gateway did not switch {service.host} to the new {service.name} within "
+                f"{ingress.PUBLISH_TIMEOUT_S:.0f}s{still}; see `{prog()} logs gateway`"
+            )
         undo.isvcs.remove(key)
-        ingress.publish(st)
         st.save()
         if old:
             with step(f"stopping the previous {service.name} ({b.unit}s drain in-flight requests)"):
