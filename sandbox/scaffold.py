@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from sandbox.catalog import DNS_LABEL, load_file
 from sandbox.errors import CatalogError
+from sandbox.fsutil import build_into
 
 # outlink-topic-model's production pin; kserve 0.14.1 needs numpy < 2.
 REQUIREMENTS = "kserve==0.14.1\nnumpy<2\n"
@@ -202,8 +201,7 @@ def write(name: str, parent: Path, *, transformer: bool = False, namespace: str 
     if folder.exists():
         raise CatalogError(f"{folder} already exists; choose another name or --dir")
     cls = _class_name(name)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
-    try:
+    with build_into(folder, replace=False) as work:
         (work / "model.py").write_text(PREDICTOR.format(name=name, cls=cls, model_file=MODEL_FILE))
         (work / "requirements.txt").write_text(REQUIREMENTS)
         (work / "training").mkdir()
@@ -231,9 +229,6 @@ def write(name: str, parent: Path, *, transformer: bool = False, namespace: str 
                 sha256=sha,
             )
         )
-        work.rename(folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     load_file(folder / "service.yaml")  # what init writes must load
     return folder
 

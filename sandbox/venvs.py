@@ -21,8 +21,6 @@ inside such a package needs `ml-sandbox`'s cache entry removed (`rm -r <cache>/v
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import hashlib
 import json
@@ -33,13 +31,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.errors import SandboxError
+from sandbox.fsutil import build_into, file_lock
 from sandbox.paths import cache_dir
 
 KEY_LENGTH = 16
@@ -247,17 +245,6 @@ def _relocate(tmp: Path, final: Path) -> None:
 
 
 # -- ensure ------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _usable(venv: Path, key: str) -> bool:
     stamp = venv / STAMP
     if not stamp.is_file() or not python_of(venv).exists():
@@ -287,7 +274,7 @@ def ensure(
     final = root / key
     if _usable(final, key):
         return final
-    with _locked(root / f"{key}.lock"):
+    with file_lock(root / f"{key}.lock"):
         if _usable(final, key):  # built by a concurrent call while we waited
             return final
         for stale in root.glob(f".{key}.tmp-*"):  # from a killed build
@@ -298,9 +285,8 @@ def ensure(
         names = ", ".join(str(f) for f in files)
         if progress:
             progress(f"building a Python {interp.version} venv for {names} with {tool} ({final})")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
         started = time.monotonic()
-        try:
+        with build_into(final) as tmp:
             shutil.rmtree(tmp)  # the installers want to create it
             env = _clean_env()
             for cmd in _commands(tool, uv, interp, tmp, files):
@@ -315,7 +301,4 @@ def ensure(
             }
             _relocate(tmp, final)
             (tmp / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
-            tmp.rename(final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return final

@@ -13,7 +13,6 @@ query strings.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sys
@@ -23,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox.fsutil import atomic_write, file_lock
 from sandbox.hints import prog
 from sandbox.paths import run_dir
 from sandbox.runtime.processes import ProcessRecord
@@ -178,11 +178,7 @@ class State:
     def save(self) -> None:
         """Write atomically (a reader never sees half a file), private to the user."""
         ensure_run_dir()
-        tmp = state_path().with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-        os.replace(tmp, state_path())
+        atomic_write(state_path(), json.dumps(self.to_dict(), indent=2, sort_keys=True), 0o600)
 
 
 def read() -> State:
@@ -213,13 +209,11 @@ def locked() -> Iterator[State]:
     """The state, exclusively (other writers and `down` wait); saved when the block exits, even
     on error. Call `.save()` inside the block after each change that must survive a SIGKILL."""
     ensure_run_dir()
-    fd = os.open(run_dir() / "state.lock", os.O_WRONLY | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    lock = run_dir() / "state.lock"
+    with contextlib.ExitStack() as held:
+        if not held.enter_context(file_lock(lock, blocking=False)):
             print("• waiting for another ml-sandbox command on this sandbox …", file=sys.stderr)
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            held.enter_context(file_lock(lock))
         st = read()
         try:
             yield st
