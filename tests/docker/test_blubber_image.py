@@ -18,46 +18,12 @@ import pytest
 
 from sandbox import images
 from sandbox.paths import REPO_ROOT
+from tests.blubber_support import inference_services_blubber
 from tests.isvc_support import free_port
 
 pytestmark = pytest.mark.docker
 
-BLUBBER = """\
-# syntax=docker-registry.wikimedia.org/repos/releng/blubber/buildkit:v0.21.1
-version: v4
-base: docker-registry.wikimedia.org/bookworm:20260816
-runs:
-  insecurely: true
-  environment:
-    PYTHONPATH: /srv/app
-lives:
-  in: /srv/app
-variants:
-  build:
-    apt:
-      packages: [python3-pip]
-    builders:
-      - python:
-          version: python3
-          requirements: [src/models/tiny/requirements.txt, python/requirements.txt]
-  production:
-    copies:
-      - from: local
-        source: src/models/tiny/
-        destination: tiny/
-      - from: local
-        source: python
-        destination: python/
-      - from: build
-        source: /opt/lib/python/site-packages
-        destination: /opt/lib/python/site-packages
-    python:
-      version: python3
-      use-system-flag: false
-    apt:
-      packages: [python3, wmf-certificates]
-    entrypoint: ["python3", "tiny/model.py"]
-"""
+BLUBBER = inference_services_blubber("tiny")
 
 MODEL = '''\
 """A tiny model server: stdlib HTTP, a pinned dependency, a shared helper."""

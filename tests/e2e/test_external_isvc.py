@@ -25,6 +25,7 @@ from sandbox import venvs
 from sandbox.paths import REPO_ROOT
 from sandbox.runtime import state
 from sandbox.runtime.processes import free_port
+from tests.blubber_support import inference_services_blubber
 from tests.e2e.conftest import cli, docker_answers
 from tests.e2e.test_isvc_stock_server import HELPER, MODEL, call, start, stop
 from tests.isvc_support import listening_addresses, non_loopback
@@ -36,46 +37,7 @@ NAMESPACE = "experimental"
 HOST = f"{NAME}.{NAMESPACE}.wikimedia.org"
 MODEL_BYTES = b"an echo needs no weights\n"
 
-# The structure of inference-services' Blubber files
-# (wikimedia/machinelearning-liftwing-inference-services@bce944c:.pipeline/langid/blubber.yaml):
-# a build variant whose python builder takes the isvc's and the shared requirements, a production
-# variant copying the code and the build's site-packages, runs.insecurely.
-BLUBBER = f"""\
-# syntax=docker-registry.wikimedia.org/repos/releng/blubber/buildkit:v0.21.1
-version: v4
-base: docker-registry.wikimedia.org/bookworm:20260816
-runs:
-  insecurely: true
-  environment:
-    PYTHONPATH: /srv/app
-lives:
-  in: /srv/app
-variants:
-  build:
-    apt:
-      packages: [python3-pip]
-    builders:
-      - python:
-          version: python3
-          requirements: [src/models/{NAME}/requirements.txt, python/requirements.txt]
-  production:
-    copies:
-      - from: local
-        source: src/models/{NAME}/
-        destination: {NAME}/
-      - from: local
-        source: python
-        destination: python/
-      - from: build
-        source: /opt/lib/python/site-packages
-        destination: /opt/lib/python/site-packages
-    python:
-      version: python3
-      use-system-flag: false
-    apt:
-      packages: [python3]
-    entrypoint: ["python3", "{NAME}/model.py"]
-"""
+BLUBBER = inference_services_blubber(NAME, packages=["python3"])
 
 TRAIN = f"""\
 import sys

@@ -15,59 +15,18 @@ import pytest
 
 from sandbox.images import blubber
 from sandbox.images.blubber import BlubberError
+from tests.blubber_support import inference_services_blubber
 
 pytestmark = pytest.mark.unit
 
 BASE = "ml-sandbox/bookworm:latest"
 
-# The structure of wikimedia/machinelearning-liftwing-inference-services
-# @bce944c037e5c1bae7df6eef656c420f32178761:.pipeline/langid/blubber.yaml (our own values).
-LANGID_LIKE = """\
-# syntax=docker-registry.wikimedia.org/repos/releng/blubber/buildkit:v0.21.1
-version: v4
-base: docker-registry.wikimedia.org/bookworm:20260816
-runs:
-  insecurely: true
-  environment:
-    PYTHONPATH: /srv/app
-
-lives:
-  in: /srv/app
-
-variants:
-  build:
-    apt:
-      packages:
-        - python3-pip
-        - build-essential
-    builders:
-      - python:
-          version: python3
-          requirements: [src/models/echo/requirements.txt, python/requirements.txt]
-
-  production:
-    copies:
-      - from: local
-        source: src/models/echo/
-        destination: echo/
-      - from: local
-        source: python
-        destination: python/
-      - from: build
-        source: /opt/lib/python/site-packages
-        destination: /opt/lib/python/site-packages
-      - from: local
-        source: model_server_entrypoint.sh
-        destination: entrypoint.sh
-    python:
-      version: python3
-      use-system-flag: false
-    apt:
-      packages:
-        - python3
-        - wmf-certificates
-    entrypoint: ["./entrypoint.sh", "echo/model.py"]
-"""
+LANGID_LIKE = inference_services_blubber(
+    "echo",
+    entrypoint=["./entrypoint.sh", "echo/model.py"],
+    build_packages=["python3-pip", "build-essential"],
+    extra_copies=[("model_server_entrypoint.sh", "entrypoint.sh")],
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:

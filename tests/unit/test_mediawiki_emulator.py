@@ -21,32 +21,14 @@ import pytest
 
 from sandbox.mediawiki import ReplayServer, load_wikis
 from sandbox.mediawiki.fixtures import Wiki, db_key
+from tests.mediawiki_queries import EN, LINKS, MANY, MIXED, TARGET, TITLE_LOOKUP
 
 pytestmark = pytest.mark.unit
 
-EN = "en.wikipedia.org"
 FR = "fr.wikipedia.org"
-MANY = "Sandbox edge case (many outlinks)"
-MIXED = "Sandbox edge case (mixed outlinks)"
-TARGET = "Sandbox edge case (redirect target)"
 REDIRECT = "Sandbox edge case (redirect)"
 MISSING = "This page does not exist at all"
 FR_PAGE = "Page de test du bac à sable"
-# production's title lookup: formatversion 1 (mwapi's default), no redirects
-TITLE_LOOKUP = {"action": "query", "titles": TARGET, "format": "json"}
-# production's outlinks query, first request
-LINKS = {
-    "action": "query",
-    "generator": "links",
-    "redirects": "",
-    "prop": "pageprops",
-    "ppprop": "wikibase_item",
-    "gplnamespace": "0",
-    "gpllimit": "500",
-    "format": "json",
-    "formatversion": "2",
-    "continue": "",
-}
 PARSE = {"action": "parse", "prop": "links", "format": "json", "formatversion": "2"}
 FV = pytest.mark.parametrize("fv", ["1", "2"])
 

@@ -38,29 +38,13 @@ from sandbox.mediawiki import FixtureError, ReplayServer, api, load_wikis
 from sandbox.mediawiki.recordings import RecordingStore, normalize
 from sandbox.mediawiki.replay import main
 from tests.mediawiki_client import MediaWikiClient, OutlinkResult
+from tests.mediawiki_queries import EN, MANY, TARGET, TITLE_LOOKUP
+from tests.mediawiki_queries import LINKS as LINKS_QUERY
 
 pytestmark = pytest.mark.unit
 
-EN = "en.wikipedia.org"
-TARGET = "Sandbox edge case (redirect target)"
 REDIRECT_TITLE = "sandbox_edge_case_(redirect)"  # normalized, then a redirect to TARGET
-MANY = "Sandbox edge case (many outlinks)"
-# Production's outlink-topic-model queries (mwapi 0.6.1 adds format=json and, with continuation,
-# continue=): a formatversion-1 title lookup and a formatversion-2 generator over a page id.
-TITLE_LOOKUP = {"action": "query", "titles": TARGET, "format": "json"}
-LINKS = {
-    "action": "query",
-    "generator": "links",
-    "redirects": "",
-    "prop": "pageprops",
-    "ppprop": "wikibase_item",
-    "gplnamespace": "0",
-    "gpllimit": "500",
-    "format": "json",
-    "formatversion": "2",
-    "continue": "",
-    "pageids": "900000002",
-}
+LINKS = {**LINKS_QUERY, "pageids": "900000002"}
 REST_BODIES: dict[str, tuple[int, str, bytes, dict[str, str]]] = {
     "/w/rest.php/v1/page/Café/bare": (
         200,
