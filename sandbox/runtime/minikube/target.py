@@ -290,7 +290,7 @@ class MinikubeTarget:
     def ingress_url(self) -> str:
         """The Istio ingress as the host reaches it (KServe's VirtualService matches the
         production Host form as well as its domainTemplate URL)."""
-        return ingress_url()
+        return f"http://{self.facts.ingress_host}:{self.facts.ingress_port}"
 
     def down(self, names: list[str] | None = None) -> bool:
         """Delete the named InferenceServices (all, and the replay server, when none is named);
