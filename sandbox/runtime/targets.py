@@ -29,6 +29,8 @@ class Target(Protocol):
     `lifecycle.HostTarget` over its backend; minikube is `minikube.MinikubeTarget`."""
 
     name: str
+    # How long a sample is retried while the ingress answers 502/503 or nothing (smoke.send).
+    settle_s: float
 
     def up(self, services: list[Service], opts: UpOptions) -> None: ...
 
@@ -45,6 +47,10 @@ class Target(Protocol):
     def ingress_url(self) -> str:
         """Where this target's isvcs are reached, by their Host header: the gateway, or the
         cluster's Istio ingress. A RunError when nothing serves there."""
+        ...
+
+    def diagnostics(self, service: Service) -> str:
+        """What the user needs when a sample fails: logs, conditions, events."""
         ...
 
 
