@@ -7,7 +7,7 @@
 #   2. starts dockerd if no daemon answers, and waits for it;
 #   3. builds ml-sandbox/bookworm:latest with scripts/build-base-image.sh if missing.
 # Image builds pass the host CA bundle as the BuildKit secret `ca` by themselves
-# (sandbox/images.py: SANDBOX_CA_BUNDLE, PIP_CERT, or /etc/ssl/certs/ca-certificates.crt).
+# (sandbox/images/: SANDBOX_CA_BUNDLE, PIP_CERT, or /etc/ssl/certs/ca-certificates.crt).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
