@@ -173,7 +173,7 @@ def render_isvc(
 
     `image_refs` maps a component to its full image reference (default: `:sandbox` tags);
     `env_overrides` replace env values a component declares (e.g. WIKI_URL for the replay);
-    `extra_env` is set on every component, after service.yaml's (e.g. MAX_BODY_BYTES).
+    `extra_env` is set on every component, after service.yaml's (`--env KEY=VALUE`).
     """
     spec: dict[str, Any] = {}
     for name, component in service.component_items():
