@@ -128,9 +128,15 @@ def replay_recipe() -> Recipe:
 
 
 def recipes(services: list[Service], replay: bool = True) -> list[Recipe]:
-    """Every image of these isvcs (each component's), then the replay server's."""
-    out = [component_recipe(s, n) for s in services for n, _ in s.component_items()]
+    """Every image of these isvcs (each component with an image recipe), then the replay
+    server's."""
+    out = [component_recipe(s, n) for s in services for n, c in s.component_items() if c.image]
     return [*out, replay_recipe()] if replay else out
+
+
+def without_recipe(services: list[Service]) -> list[str]:
+    """`<isvc>/<component>` of the components that have no image recipe (local target only)."""
+    return [f"{s.name}/{n}" for s in services for n, c in s.component_items() if not c.image]
 
 
 def image_tag(service: Service, component: str, registry: str | None = None) -> str:
@@ -430,7 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
     try:
-        chosen = recipes(_services(args.isvcs))
+        services = _services(args.isvcs)
+        chosen = recipes(services)
+        for name in without_recipe(services):
+            print(f"• {name} has no `image:` in its service.yaml: no image", file=sys.stderr)
         if args.cmd == "wheelhouse":
             arch = args.arch or daemon_arch()
             for recipe in chosen:
@@ -438,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                 where = f"{dest} ({len(list(dest.glob('*.whl')))} wheels)" if dest else "the index"
                 print(f"{recipe.name}: {where}")
         elif args.cmd == "prune":
-            for ref in prune(_services(args.isvcs)):
+            for ref in prune(services):
                 print(f"removed {ref}")
         elif args.cmd == "tags":
             for recipe in chosen:

@@ -144,3 +144,14 @@ def test_a_loopback_mediawiki_url_is_refused_for_containers() -> None:
             check_mediawiki_url(MediaWiki.parse(url))
     for ok in ("replay", "live", "http://mediawiki.example.org"):
         check_mediawiki_url(MediaWiki.parse(ok))
+
+
+def test_tags_cover_every_image(capsys: pytest.CaptureFixture) -> None:
+    """`python -m sandbox.images tags` lists each component of every isvc and the replay server,
+    the same tags the targets build (build and prune go over the same recipes)."""
+    assert images.main(["tags"]) == 0
+    listed = capsys.readouterr().out.split()
+    services = list(catalog.load_all().values())
+    want = [images.image_tag(s, n) for s in services for n, _ in s.component_items()]
+    assert listed == [*want, images.replay_image_tag()]
+    assert [r.tag() for r in images.recipes(services)] == listed
