@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -49,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from sandbox.mediawiki import api
 from sandbox.mediawiki.faults import Fault, FaultMode, FaultSpecError, FaultState
@@ -72,6 +75,15 @@ MAX_LIMIT_KEY = web.AppKey("max_limit", int)
 RECORDINGS_KEY = web.AppKey("recordings", RecordingStore)
 UPSTREAM_KEY = web.AppKey("upstream", Upstream)
 EMULATE_KEY = web.AppKey("emulate", bool)
+MAX_BODY_KEY = web.AppKey("max_body", int)
+# Request bodies above this are 413 (aiohttp's default; MediaWiki's POSTs are forms of a few KB).
+MAX_BODY_BYTES = 1024 * 1024
+# The request line and each header line: longer is 414 / 431 (aiohttp's default limit). The
+# parser itself reads lines up to MAX_READ_LINE, so that a long line is read whole and answered
+# as JSON rather than cut off with a connection reset.
+MAX_LINE = 8190
+MAX_READ_LINE = 4 * 1024 * 1024
+MAX_DRAIN_BYTES = 64 * 1024 * 1024
 NOT_IN_FIXTURES = "replay-not-in-fixtures"
 NOT_IN_FIXTURES_STATUS = 501
 HOW_TO_RECORD = (
@@ -142,13 +154,78 @@ def _wiki_host(request: web.Request) -> str:
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # Text that came in as bytes that are not UTF-8 (a header, a query string) holds lone
+    # surrogates: written as JSON escapes (`\udcff`), so the answer is always valid UTF-8 JSON.
+    text = json.dumps(body, ensure_ascii=False)
     return web.Response(
-        text=json.dumps(body, ensure_ascii=False),
+        body=text.encode("utf-8", "backslashreplace"),
         status=status,
         content_type="application/json",
         charset="utf-8",
         headers=headers,
     )
+
+
+def _own_error(
+    status: int, code: str, info: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """An answer of the server's own (not a wiki's): JSON in MediaWiki's error envelope."""
+    return _json({"error": {"code": code, "info": info}, "servedby": "replay"}, status, headers)
+
+
+async def _drain(request: web.Request) -> None:
+    """Read (and drop) the rest of a refused body, up to a bound, so that closing the connection
+    does not reset it before the client has read the answer."""
+    left = MAX_DRAIN_BYTES
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(5):
+            while left > 0 and (chunk := await request.content.readany()):
+                left -= len(chunk)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own answers (404 no route, 405, 413 over the body limit) as JSON; an exception
+    in a handler is a JSON 500 (and one traceback in the log), never a plain-text page."""
+    if len(request.raw_path) > MAX_LINE:
+        return _own_error(
+            414,
+            "replay-uri-too-long",
+            f"the request target is {len(request.raw_path)} bytes; the server takes {MAX_LINE} "
+            "(send long parameters as a POST form)",
+        )
+    for name, value in request.raw_headers:
+        if len(name) + len(value) > MAX_LINE:
+            return _own_error(
+                431, "replay-header-too-large", f"a header line is longer than {MAX_LINE} bytes"
+            )
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        headers = {k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")}
+        code = f"replay-http-{e.status}"
+        info = e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
+        if e.status == 405:
+            allowed = headers.get("Allow", "")
+            info = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+        elif e.status == 404:
+            info = (
+                f"no such route: {request.path} (the wikis' APIs are /w/api.php, /w/rest.php/..., "
+                "/api/rest_v1/...; the server's own are /__replay__/...)"
+            )
+        elif e.status == 413:
+            info = f"the request body is larger than {request.app[MAX_BODY_KEY]} bytes"
+            await _drain(request)
+        return _own_error(e.status, code, info, headers)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("internal error answering %s %s", request.method, request.path)
+        return _own_error(
+            500, "replay-internal-error", "internal error in the replay server (see its log)"
+        )
 
 
 def _api_json(text: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -420,7 +497,8 @@ async def handle_get_fault(request: web.Request) -> web.Response:
 async def handle_set_fault(request: web.Request) -> web.Response:
     try:
         data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # ValueError: not JSON, or an integer past Python's digit limit; RecursionError: nesting
         return _json({"error": 'the body must be a JSON object like {"mode": "none"}'}, 400)
     try:
         fault = Fault.parse(data)
@@ -446,7 +524,8 @@ def make_app(
         raise ValueError(f"max_limit must be between 1 and {api.API_MAX_LIMIT}")
     if upstream is not None and (recordings is None or recordings.write_dir is None):
         raise ValueError("record mode needs a RecordingStore with a write_dir")
-    app = web.Application()
+    app = web.Application(middlewares=[_json_errors], client_max_size=MAX_BODY_BYTES)
+    app[MAX_BODY_KEY] = MAX_BODY_BYTES
     app[WIKIS_KEY] = wikis
     app[FAULTS_KEY] = faults or FaultState()
     app[MAX_LIMIT_KEY] = max_limit
@@ -471,6 +550,40 @@ def make_app(
     app.router.add_get("/__replay__/requests", handle_get_requests)
     app.router.add_delete("/__replay__/requests", handle_clear_requests)
     return app
+
+
+class _JsonErrorsHandler(RequestHandler):
+    """aiohttp's connection handler, answering a request it cannot parse (a line over 8190
+    bytes, malformed HTTP) with JSON, logged in one line rather than with a traceback."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        why = " ".join(str(exc or message or "").split())
+        log.warning("refused a malformed request (HTTP %d): %s", status, why[:200])
+        if request.writer.output_size > 0:
+            raise ConnectionError("an answer is already under way")
+        resp = _own_error(status, "replay-bad-http", f"malformed HTTP request: {why[:300]}")
+        resp.force_close()
+        return resp
+
+
+class _JsonErrorsServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorsHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _JsonErrorsRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorsServer  # the same server, with the handler above
+        return server
 
 
 class ReplayServer:
@@ -580,12 +693,14 @@ class ReplayServer:
         return self
 
     async def _serve(self) -> None:
-        self._runner = web.AppRunner(
+        self._runner = _JsonErrorsRunner(
             self.app,
             handler_cancellation=True,  # a slow fault stops when its client gives up
             shutdown_timeout=1.0,
             access_log=logging.getLogger("sandbox.mediawiki.access") if self.access_log else None,
             access_log_format='%a "%r" %s %b Host=%{Host}i "%{User-Agent}i"',
+            max_line_size=MAX_READ_LINE,
+            max_field_size=MAX_READ_LINE,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)

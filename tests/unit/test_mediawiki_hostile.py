@@ -1,0 +1,231 @@
+"""Hostile and broken input to the MediaWiki replay server (issue 16): every answer of the
+server's own is JSON, nothing it is sent leaves it broken, MediaWiki's own API errors where the
+real API answers with one, no credential in a recording, and a bad recording named on load.
+
+Over real HTTP to a real server on a free port. The badcontinue rule is MediaWiki's
+(wikimedia/mediawiki includes/api/ApiBase.php `parseContinueParamOrDie`, since 1.40: each `int`
+part must equal `(string)(int)$part`, else `dieContinueUsageIf` -> `apierror-badcontinue`;
+ApiQueryLinks parses `gplcontinue` as `int|int|string`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sandbox.mediawiki import ReplayServer
+
+pytestmark = pytest.mark.unit
+
+EN = "en.wikipedia.org"
+MANY = "Sandbox edge case (many outlinks)"
+TARGET = "Sandbox edge case (redirect target)"
+LINKS = {
+    "action": "query",
+    "format": "json",
+    "formatversion": "2",
+    "generator": "links",
+    "titles": MANY,
+    "prop": "pageprops",
+    "gpllimit": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ReplayServer]:
+    with ReplayServer(port=0, max_limit=3) as srv:
+        yield srv
+
+
+def raw(
+    server: ReplayServer, request: bytes, timeout: float = 10
+) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are; (status, headers, body) of the answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split(" ")[1]), headers, body
+
+
+def get(server: ReplayServer, query: str, host: str = EN, extra: bytes = b"") -> tuple[int, Any]:
+    status, headers, body = raw(
+        server,
+        f"GET /w/api.php?{query} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n".encode()
+        + extra
+        + b"\r\n",
+    )
+    assert headers["content-type"].startswith("application/json"), body[:200]
+    return status, json.loads(body)
+
+
+def q(params: dict[str, str]) -> str:
+    return urllib.parse.urlencode(params)
+
+
+# -- badcontinue, as MediaWiki answers it --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "%C2%B2|0|X",  # "²": str.isdigit() is true, int() fails
+        "1" * 5000 + "|0|X",  # past Python's int digit limit
+        "99999999999999999999|0|X",  # past PHP's int range: (string)(int) differs
+        "007|0|X",  # (string)(int)"007" is "7"
+        "-0|0|X",
+        "%201|0|X",  # a leading space
+        "1|x|X",
+        "1|0",
+        "",
+    ],
+)
+def test_a_continuation_it_did_not_issue_is_badcontinue(server: ReplayServer, token: str) -> None:
+    status, doc = get(server, q(LINKS) + "&gplcontinue=" + token.replace("|", "%7C"))
+    assert status == 200
+    assert doc["error"]["code"] == "badcontinue", doc
+    assert doc["error"]["info"].startswith("Invalid continue param.")
+
+
+def test_a_continuation_it_issued_still_continues(server: ReplayServer) -> None:
+    _, first = get(server, q(LINKS))
+    token = first["continue"]["gplcontinue"]
+    _, second = get(server, q({**LINKS, "gplcontinue": token, "continue": "gplcontinue||"}))
+    assert "error" not in second
+    assert second["query"]["pages"]
+
+
+def test_huge_integers_are_badinteger_not_a_crash(server: ReplayServer) -> None:
+    status, doc = get(server, q({**LINKS, "gpllimit": "9" * 5000}))
+    assert status == 200
+    assert doc["error"]["code"] == "badinteger"
+
+
+# -- the control endpoints -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"mode": "slow", "delay_s": 1' + b"0" * 5000 + b"}",
+        b'{"mode": "slow", "delay_s": 1e999}',
+        b'{"mode": "slow", "delay_s": NaN}',
+        b'{"mode": "slow", "delay_s": -Infinity}',
+        b'{"mode": "slow", "after": 1' + b"0" * 5000 + b"}",
+        b"[" * 100000 + b"]" * 100000,
+        b"\xff\xfe",
+    ],
+)
+def test_a_bad_fault_is_400_json(server: ReplayServer, body: bytes) -> None:
+    status, headers, answer = raw(
+        server,
+        b"POST /__replay__/fault HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body,
+    )
+    assert status == 400, answer[:200]
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(answer)["error"]
+    assert server.faults.snapshot()["fault"]["mode"] == "none"
+
+
+def test_a_user_agent_that_is_not_utf8_never_breaks_the_request_log(
+    server: ReplayServer,
+) -> None:
+    status, _ = get(server, q({"action": "query", "format": "json", "titles": TARGET}),
+                    extra=b"User-Agent: \xff\xfe bot\r\n")  # fmt: skip
+    assert status == 200
+    status, _, body = raw(
+        server, b"GET /__replay__/requests HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 200, body[:300]
+    entries = json.loads(body)["requests"]
+    assert entries and "bot" in entries[-1]["user_agent"]
+
+
+# -- sizes and methods: JSON, and no traceback in the log ----------------------------------------
+
+
+def test_a_1mb_title_is_a_json_4xx_without_a_traceback(
+    server: ReplayServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    title = "A" * (1024 * 1024)
+    status, headers, body = raw(
+        server,
+        f"GET /w/api.php?action=query&format=json&titles={title} HTTP/1.1\r\n"
+        f"Host: {EN}\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert 400 <= status < 500
+    assert headers["content-type"].startswith("application/json"), body[:200]
+    assert json.loads(body)["error"]
+    assert "Traceback" not in caplog.text
+    assert all(r.exc_info is None for r in caplog.records)
+    assert get(server, q({"action": "query", "format": "json", "titles": TARGET}))[0] == 200
+
+
+def test_a_huge_header_is_json_4xx(server: ReplayServer) -> None:
+    status, headers, body = raw(
+        server,
+        b"GET /__replay__/health HTTP/1.1\r\nHost: x\r\nX-Big: "
+        + b"a" * 100_000
+        + b"\r\nConnection: close\r\n\r\n",
+    )
+    assert 400 <= status < 500
+    assert headers["content-type"].startswith("application/json"), body[:200]
+
+
+def test_a_body_over_the_limit_is_413_json(server: ReplayServer) -> None:
+    size = 3 * 1024 * 1024
+    head = (
+        f"POST /w/api.php HTTP/1.1\r\nHost: {EN}\r\nConnection: close\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {size}\r\n\r\n"
+    )
+    status, headers, body = raw(server, head.encode() + b"a=" + b"b" * (size - 2))
+    assert status == 413
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body)["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("PUT", "/w/api.php"), ("DELETE", "/__replay__/fault"), ("PATCH", "/__replay__/health")],
+)
+def test_a_wrong_method_is_405_json(server: ReplayServer, method: str, path: str) -> None:
+    status, headers, body = raw(
+        server, f"{method} {path} HTTP/1.1\r\nHost: {EN}\r\nConnection: close\r\n\r\n".encode()
+    )
+    assert status == 405
+    assert headers["content-type"].startswith("application/json")
+    assert "allow" in headers
+    assert json.loads(body)["error"]
+
+
+def test_an_unknown_path_is_404_json(server: ReplayServer) -> None:
+    status, headers, body = raw(
+        server, b"GET /nothing/here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 404
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body)["error"]
+
+
+def test_malformed_http_is_400_json(server: ReplayServer) -> None:
+    status, headers, _ = raw(server, b"GET / HTTP/1.1\r\nHost x\r\n\r\n")
+    assert status == 400
+    assert headers["content-type"].startswith("application/json")
