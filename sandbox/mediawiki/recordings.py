@@ -19,9 +19,10 @@ request inside the file is what a request is matched against):
       body: '{"batchcomplete":"","query":{"pages":{"30027":{...}}}}'
 
 A request matches a recording when its method, host, path and *normalized* parameters are equal
-(`normalize`): parameter order does not matter, a repeated parameter counts with its last value
-(as PHP reads it), the values of MediaWiki's boolean flags do not matter (present means true),
-and the volatile parameters in `VOLATILE_PARAMS` are ignored.
+(`normalize`): credentials (`CREDENTIAL_PARAMS`) are redacted, parameter order does not
+matter, a repeated parameter counts with its last value (as PHP reads it), the values of
+MediaWiki's boolean flags do not matter (present means true), and the volatile parameters in
+`VOLATILE_PARAMS` are ignored.
 """
 
 from __future__ import annotations
@@ -86,6 +87,28 @@ FLAG_PARAMS = frozenset(
     }
 )
 
+# Credentials a client may send as parameters (query string or form body): never written into a
+# recording, logged or shown; their value is REDACTED in the request key, so a replay matches a
+# recorded login whatever password it sends. MediaWiki's names: action=login's `lgpassword` and
+# `lgtoken`, the `token` of every write module, clientlogin/createaccount's `password`,
+# `retype` and `*token`s (`logintoken`, `createtoken`), the `*token` family of meta=tokens
+# (`csrftoken`, `watchtoken`, ...), and `api_key`, which some API proxies take.
+CREDENTIAL_PARAMS = frozenset({"lgpassword", "lgtoken", "token", "password", "retype", "api_key"})
+REDACTED = "[redacted]"
+
+
+def is_credential(name: str) -> bool:
+    """Whether a parameter carries a credential (see CREDENTIAL_PARAMS; any name ending in
+    `token`)."""
+    lower = name.lower()
+    return lower in CREDENTIAL_PARAMS or lower.endswith("token")
+
+
+def redacted(params: dict[str, str]) -> dict[str, str]:
+    """`params` with the values of credentials replaced by REDACTED."""
+    return {k: REDACTED if is_credential(k) else v for k, v in params.items()}
+
+
 # Response headers a replay gives back: what clients act on (redirects, API errors, rate limits).
 KEPT_HEADERS = ("location", "mediawiki-api-error", "retry-after")
 
@@ -93,7 +116,8 @@ _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _HEADER = (
     "# MediaWiki exchange recorded by `ml-sandbox mediawiki --record`; replayed byte for byte.\n"
     "# A request matches when method, host, path and params are equal (params as normalized:\n"
-    "# sorted, flags valueless, requestid/maxlag/maxage/smaxage dropped).\n"
+    "# sorted, flags valueless, requestid/maxlag/maxage/smaxage dropped, credentials such as\n"
+    "# lgpassword/token/*token/api_key written as [redacted] and matched whatever their value).\n"
 )
 
 
@@ -147,6 +171,8 @@ def normalize(method: str, host: str, path: str, params: Iterable[tuple[str, str
         if name in VOLATILE_PARAMS:
             continue
         values.pop(name, None)  # the last occurrence wins, as in PHP
+        if is_credential(name):
+            value = REDACTED
         values[name] = "" if name in FLAG_PARAMS else value
     return RequestKey(
         method=method.upper(),

@@ -56,7 +56,13 @@ from aiohttp.web_request import BaseRequest
 from sandbox.mediawiki import api
 from sandbox.mediawiki.faults import Fault, FaultMode, FaultSpecError, FaultState
 from sandbox.mediawiki.fixtures import FixtureError, Wiki, load_wikis
-from sandbox.mediawiki.recordings import Recording, RecordingStore, RequestKey, normalize
+from sandbox.mediawiki.recordings import (
+    Recording,
+    RecordingStore,
+    RequestKey,
+    normalize,
+    redacted,
+)
 from sandbox.mediawiki.upstream import (
     DEFAULT_ORIGIN,
     DEFAULT_TIMEOUT_S,
@@ -408,7 +414,7 @@ async def handle_wiki(request: web.Request) -> web.StreamResponse:
         "wiki": host,
         "method": request.method,
         "path": request.path,
-        "params": params,
+        "params": redacted(params),
         "user_agent": request.headers.get("User-Agent", ""),
         "fault": fault.mode.value,
         "answered_by": "fault",

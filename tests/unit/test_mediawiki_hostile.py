@@ -15,11 +15,14 @@ import logging
 import socket
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sandbox.mediawiki import ReplayServer
+from sandbox.mediawiki.recordings import REDACTED, is_credential
 
 pytestmark = pytest.mark.unit
 
@@ -229,3 +232,75 @@ def test_malformed_http_is_400_json(server: ReplayServer) -> None:
     status, headers, _ = raw(server, b"GET / HTTP/1.1\r\nHost x\r\n\r\n")
     assert status == 400
     assert headers["content-type"].startswith("application/json")
+
+
+# -- credentials never end up in recordings ------------------------------------------------------
+
+SECRETS = {
+    "lgpassword": "hunter2-PASSWORD",
+    "lgtoken": "0123abcd+\\",
+    "token": "csrf-SECRET+\\",
+    "csrftoken": "csrf2-SECRET",
+    "logintoken": "login-SECRET",
+    "password": "pw-SECRET",
+    "api_key": "key-SECRET",
+}
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[ReplayServer]:
+    """A stand-in wiki for the recorder: the emulator over plain HTTP on a free port."""
+    with ReplayServer(port=0) as srv:
+        yield srv
+
+
+def send(server: ReplayServer, method: str, params: dict[str, str], form: bool) -> tuple[int, Any]:
+    query = urllib.parse.urlencode(params)
+    if form:
+        head = (
+            f"{method} /w/api.php HTTP/1.1\r\nHost: {EN}\r\nConnection: close\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(query)}\r\n\r\n"
+        )
+        status, _, body = raw(server, head.encode() + query.encode())
+    else:
+        line = f"{method} /w/api.php?{query} HTTP/1.1\r\nHost: {EN}\r\nConnection: close\r\n"
+        status, _, body = raw(server, line.encode() + b"\r\n")
+    return status, json.loads(body)
+
+
+@pytest.mark.parametrize("form", [True, False], ids=["form-body", "query-string"])
+def test_credentials_are_redacted_in_recordings_and_match_redacted(
+    origin: ReplayServer, tmp_path: Path, form: bool
+) -> None:
+    login = {"action": "login", "format": "json", "lgname": "Bot@sandbox", **SECRETS}
+    with ReplayServer(port=0, record=tmp_path, upstream=origin.url) as recorder:
+        status, recorded_answer = send(recorder, "POST", login, form)
+        logged = json.dumps(recorder.requests.list())
+    assert status == 200
+    files = list(tmp_path.rglob("*.yaml"))
+    assert len(files) == 1
+    text = files[0].read_text(encoding="utf-8")
+    for name, secret in SECRETS.items():
+        assert secret not in text, name
+        assert secret.split("+")[0] not in logged, name
+    request = yaml.safe_load(text)["request"]["params"]
+    assert {request[name] for name in SECRETS} == {REDACTED}
+    assert request["lgname"] == "Bot@sandbox"  # only credentials are redacted
+    # Replayed whatever the credentials are this time.
+    other = {**login, **{name: "another-value" for name in SECRETS}}
+    with ReplayServer(port=0, replay=[tmp_path]) as replayer:
+        status, answer = send(replayer, "POST", other, form)
+        assert (status, answer) == (200, recorded_answer)
+        assert replayer.requests.list()[-1]["answered_by"] == "recording"
+        # ...but not a request that differs in something else.
+        status, answer = send(replayer, "POST", {**other, "lgname": "Other"}, form)
+        assert status == 501
+        assert "another-value" not in json.dumps(answer)
+
+
+def test_every_name_of_the_token_family_is_a_credential() -> None:
+    for name in ("token", "lgtoken", "csrftoken", "watchtoken", "createtoken", "LGTOKEN"):
+        assert is_credential(name)
+    for name in ("titles", "continue", "gplcontinue", "lgname", "tokens", "type"):
+        assert not is_credential(name)
