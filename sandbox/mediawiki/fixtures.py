@@ -182,12 +182,16 @@ class Wiki:
 def _read(path: Path) -> FixtureFile:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise FixtureError(f"{path}: cannot read fixture: {e}") from e
+    except RecursionError:
+        raise FixtureError(f"{path}: cannot read fixture: its YAML is nested too deeply") from None
     if not isinstance(data, dict):
         raise FixtureError(f"{path}: a fixture is a mapping with `wiki` and `pages`")
     try:
         return FixtureFile.model_validate(data)
+    except RecursionError:
+        raise FixtureError(f"{path}: invalid fixture: a value is nested too deeply") from None
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()

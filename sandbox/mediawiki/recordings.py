@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sandbox.mediawiki.fixtures import FixtureError
 
@@ -241,19 +248,55 @@ class _RequestSpec(BaseModel):
     params: dict[str, str] = Field(default_factory=dict)
 
 
+# A header value a replay may send: visible ASCII and spaces/tabs, nothing that could end the
+# header (CR, LF) or that HTTP forbids (NUL, other controls).
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def _header_value(what: str, value: str) -> str:
+    if not _HEADER_VALUE.fullmatch(value):
+        raise ValueError(
+            f"{what} holds a control character (CR, LF, NUL, ...), which would end or corrupt "
+            "the answer's header"
+        )
+    return value
+
+
 class _ResponseSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: int = Field(ge=100, le=599)
+    # 1xx are not answers; the recorder never stores one.
+    status: int = Field(ge=200, le=599)
     content_type: str = ""
+    # Only what the recorder keeps (KEPT_HEADERS): the server frames the answer itself, so a
+    # recording never sets Content-Length, Transfer-Encoding, Set-Cookie or anything else.
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
     body_base64: str | None = None
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, v: str) -> str:
+        return _header_value("content_type", v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if name.lower() not in KEPT_HEADERS:
+                raise ValueError(
+                    f"header {name!r} is not one a replay sends (only "
+                    f"{', '.join(KEPT_HEADERS)}; the server sets the framing headers itself)"
+                )
+            _header_value(f"header {name!r}", value)
+        return v
 
     @model_validator(mode="after")
     def _one_body(self) -> _ResponseSpec:
         if (self.body is None) == (self.body_base64 is None):
             raise ValueError("a response has exactly one of `body` and `body_base64`")
+        if self.status in (204, 304) and (self.body or self.body_base64):
+            raise ValueError(f"a {self.status} answer has no body")
         return self
 
 
@@ -271,8 +314,14 @@ def read_recording(path: Path) -> Recording:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise FixtureError(f"{path}: cannot read recording: {e}") from e
+    except RecursionError:
+        raise FixtureError(
+            f"{path}: cannot read recording: its YAML is nested too deeply"
+        ) from None
     try:
         spec = _RecordingSpec.model_validate(data)
+    except RecursionError:
+        raise FixtureError(f"{path}: invalid recording: a value is nested too deeply") from None
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}" for err in e.errors()

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox.mediawiki import ReplayServer
-from sandbox.mediawiki.recordings import REDACTED, is_credential
+from sandbox.mediawiki import FixtureError, ReplayServer, load_wikis
+from sandbox.mediawiki.recordings import REDACTED, RecordingStore, is_credential
+from sandbox.mediawiki.replay import main
 
 pytestmark = pytest.mark.unit
 
@@ -304,3 +305,87 @@ def test_every_name_of_the_token_family_is_a_credential() -> None:
         assert is_credential(name)
     for name in ("titles", "continue", "gplcontinue", "lgname", "tokens", "type"):
         assert not is_credential(name)
+
+
+# -- recordings are validated on load ------------------------------------------------------------
+
+RECORDING = """\
+request: {method: GET, host: en.wikipedia.org, path: /w/api.php, params: {action: query}}
+response:
+  status: 200
+  content_type: application/json; charset=utf-8
+  body: '{}'
+"""
+
+
+def with_headers(headers: str) -> str:
+    return RECORDING.replace("  body:", f"  headers: {headers}\n  body:")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (with_headers("{content-length: '99'}"), "content-length"),
+        (with_headers("{transfer-encoding: chunked, content-length: '2'}"), "transfer-encoding"),
+        (with_headers("{set-cookie: 'session=abc'}"), "set-cookie"),
+        (with_headers("{'x bad name': v}"), "x bad name"),
+        (with_headers('{location: "https://a.example/\\r\\nSet-Cookie: x=1"}'), "location"),
+        (with_headers('{retry-after: "5\\n"}'), "retry-after"),
+        (RECORDING.replace("application/json; charset=utf-8", '"text/html\\r\\nX-Evil: 1"'),
+         "content_type"),
+        (RECORDING.replace("status: 200", "status: 101"), "status"),
+        (RECORDING.replace("status: 200", "status: 204"), "204"),
+        ("request: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        ("request: {method: GET, host: h, path: /w/api.php, params: {a: " + "[" * 3000
+         + "]" * 3000 + "}}\nresponse: {status: 200, body: x}\n", "nested too deeply"),
+        ("request: {method: GET, host: h, path: /w/api.php}\nresponse: {status: 200, body: "
+         "x}\nextra: &a [*a]\n", "recording"),
+    ],
+)  # fmt: skip
+def test_a_bad_recording_is_refused_naming_the_file_and_problem(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    (tmp_path / "en.wikipedia.org").mkdir()
+    bad = tmp_path / "en.wikipedia.org" / "bad-one.yaml"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(FixtureError) as info:
+        RecordingStore([tmp_path])
+    message = str(info.value)
+    assert str(bad) in message
+    assert problem in message
+    assert "Traceback" not in message
+
+
+def test_the_cli_names_a_bad_recording_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "deep.yaml").write_text("request: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert main(["--port", "0", "--replay", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "deep.yaml" in err
+    assert "Traceback" not in err
+
+
+def test_a_valid_recording_with_the_kept_headers_still_replays(tmp_path: Path) -> None:
+    text = with_headers("{location: 'https://en.wikipedia.org/wiki/X', retry-after: '5'}")
+    (tmp_path / "ok.yaml").write_text(text.replace("status: 200", "status: 302"))
+    with ReplayServer(port=0, replay=[tmp_path]) as replayer:
+        line = f"GET /w/api.php?action=query HTTP/1.1\r\nHost: {EN}\r\nConnection: close\r\n"
+        status, headers, body = raw(replayer, line.encode() + b"\r\n")
+    assert (status, headers["location"], headers["retry-after"], body) == (
+        302, "https://en.wikipedia.org/wiki/X", "5", b"{}"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "wiki: en.wikipedia.org\npages: " + "[" * 5000 + "]" * 5000 + "\n",
+        "wiki: en.wikipedia.org\nmissing: [" + "[" * 3000 + "]" * 3000 + "]\n",
+        "wiki: en.wikipedia.org\n\xff: x\n",
+    ],
+)
+def test_a_bad_emulator_fixture_is_refused_naming_the_file(tmp_path: Path, text: str) -> None:
+    (tmp_path / "deep.yaml").write_bytes(text.encode("latin-1"))
+    with pytest.raises(FixtureError, match=r"deep\.yaml: (cannot read|invalid) fixture"):
+        load_wikis([tmp_path])
