@@ -13,6 +13,7 @@ from sandbox import catalog
 from sandbox.catalog import Sample, Service
 from sandbox.errors import CatalogError, RunError
 from sandbox.hints import prog
+from sandbox.mediawiki import diagnose
 from sandbox.runtime import ingress, local, smoke, state, targets
 from sandbox.runtime.base import ComponentStatus, MediaWikiMode, UpOptions
 
@@ -322,8 +323,15 @@ def _body(args: argparse.Namespace, service: Service) -> tuple[Sample | None, by
 def cmd_predict(args: argparse.Namespace) -> int:
     service = catalog.get(args.isvc)
     sample, body = _body(args, service)
-    base = ingress.gateway_url(state.read())
+    st = state.read()
+    base = ingress.gateway_url(st)
     if base is None:
         raise RunError(f"the gateway is not running; start the isvc: {prog()} up {service.name}")
+    wikis = [c.url for c in st.mediawiki.values()]  # say which MediaWiki answer was missing
+    for url in wikis:
+        diagnose.forget_misses(url)
     status, payload = smoke.post(base, service, body)
-    return 0 if smoke.report(service, sample, status, payload) else 1
+    ok = smoke.report(service, sample, status, payload)
+    for line in (line for url in wikis for line in diagnose.explain_misses(url)):
+        print(line, file=sys.stderr)
+    return 0 if ok else 1

@@ -16,8 +16,9 @@ Routes:
                                answered as Wikimedia does (missing.php): a language with no
                                Wikipedia (xx.wikipedia.org) is redirected (302) to the Incubator;
                                a host naming no Wikimedia project gets 404 "No wiki found".
-  *    /w/rest.php/...         the REST API (record and replay only).
-  *    /api/rest_v1/...        Wikimedia's REST API (record and replay only).
+  *    /w/rest.php/...         the REST API: recorded, or emulated for v1/revision/{id}/html and
+                               v1/page/{title}/html (Parsoid HTML, rest.py).
+  *    /api/rest_v1/...        Wikimedia's REST API: recorded, or emulated for page/summary.
   GET  /__replay__/health      {"status": "ok", "mode": ..., "wikis": {...}, "recordings": {...},
                                "fault": ..., "max_limit": N}
   GET  /__replay__/fault       the faults in force
@@ -25,6 +26,10 @@ Routes:
                                "after": 0, "times": null}; {"mode": "none"} clears them.
   GET  /__replay__/requests    the last API requests (wiki, method, params, User-Agent, fault);
   DELETE /__replay__/requests  forgets them.
+  GET|DELETE /__replay__/misses  the requests answered `replay-not-in-fixtures` (diagnose.py).
+  POST /v1/events              EventGate: accepts events (201) and keeps them;
+  GET|DELETE /__replay__/events  the events it accepted (`?stream=` filters).
+  GET  /{domain}/v1/page/summary/{title}  the page summary through the REST gateway.
 
 Run it with `ml-sandbox mediawiki` or `python -m sandbox.mediawiki --port 8090`; point an isvc at
 it with WIKI_URL=http://127.0.0.1:8090. From Python: `ReplayServer(port=0).start()` serves in a
@@ -53,7 +58,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from sandbox.mediawiki import api
+from sandbox.mediawiki import api, rest
 from sandbox.mediawiki.faults import Fault, FaultMode, FaultSpecError, FaultState
 from sandbox.mediawiki.fixtures import FixtureError, Wiki, load_wikis
 from sandbox.mediawiki.recordings import (
@@ -150,6 +155,9 @@ class RequestLog:
 
 
 REQUESTS_KEY = web.AppKey("requests", RequestLog)
+# Requests answered `replay-not-in-fixtures`: what `predict` reports when an isvc fails on one.
+MISSES_KEY = web.AppKey("misses", RequestLog)
+EVENTS_KEY = web.AppKey("events", RequestLog)  # what EventGate was sent
 
 
 def _wiki_host(request: web.Request) -> str:
@@ -301,9 +309,14 @@ def not_in_fixtures_body(key: RequestKey, reason: str, formatversion: int = 2) -
     return body
 
 
-def _not_in_fixtures(key: RequestKey, reason: str, params: dict[str, str]) -> web.Response:
+def _not_in_fixtures(
+    request: web.Request, key: RequestKey, reason: str, params: dict[str, str]
+) -> web.Response:
     log.warning(
         "NOT IN THE FIXTURES (%s): %s -- record it with --record DIR", reason, key.describe()
+    )
+    request.app[MISSES_KEY].add(
+        {"request": key.describe(), "reason": reason, **key.to_json(), "record": HOW_TO_RECORD}
     )
     body = not_in_fixtures_body(key, reason, api.formatversion_of(params))
     return _json(
@@ -398,7 +411,8 @@ async def _record(
 
 async def handle_wiki(request: web.Request) -> web.StreamResponse:
     """Every wiki request: fault, then record, recording, emulator, or `not in the fixtures`."""
-    host = _wiki_host(request)
+    # The REST gateway form names the wiki in the path (/en.wikipedia.org/v1/...), not the Host.
+    host = request.match_info.get("domain") or _wiki_host(request)
     try:
         items, body = await _read_params(request)
     except BadRequest as e:
@@ -435,6 +449,15 @@ async def handle_wiki(request: web.Request) -> web.StreamResponse:
     if wiki is not None and not wiki.exists:
         entry["answered_by"] = "emulator"
         return _no_wiki(host, [h for h, w in wikis.items() if w.exists])
+    if wiki is not None and request.method in ("GET", "HEAD") and rest.handles(request.path):
+        entry["answered_by"] = "emulator"
+        try:
+            answer = rest.answer(wiki, request.path)
+        except api.NotInFixtures as e:
+            entry["answered_by"] = "not-in-fixtures"
+            return _not_in_fixtures(request, key, str(e), params)
+        headers = {"Content-Type": answer.content_type, **answer.headers}
+        return web.Response(body=answer.body, status=answer.status, headers=headers)
     if wiki is not None and request.path == "/w/api.php":
         entry["answered_by"] = "emulator"
         try:
@@ -444,7 +467,7 @@ async def handle_wiki(request: web.Request) -> web.StreamResponse:
             return _api_json(api.encode(doc, params), {"MediaWiki-API-Error": e.code})
         except api.NotInFixtures as e:
             entry["answered_by"] = "not-in-fixtures"
-            return _not_in_fixtures(key, str(e), params)
+            return _not_in_fixtures(request, key, str(e), params)
         return _api_json(api.encode(doc, params))
     recorded_hosts = store.hosts() if store is not None else {}
     if not WIKIMEDIA_HOST.fullmatch(host) and host not in recorded_hosts:
@@ -456,10 +479,13 @@ async def handle_wiki(request: web.Request) -> web.StreamResponse:
     if store is not None:
         reasons.append(f"no recording in {', '.join(str(d) for d in store.dirs)} matches it")
     if wiki is not None:
-        reasons.append("the emulator answers only /w/api.php")
+        reasons.append(
+            "the emulator answers /w/api.php, /w/rest.php/v1/{revision/<id>,page/<title>}/html "
+            "and page/summary/<title> only"
+        )
     elif request.app[EMULATE_KEY]:
         reasons.append(f"the emulator has no fixture wiki {host}")
-    return _not_in_fixtures(key, ", and ".join(reasons), params)
+    return _not_in_fixtures(request, key, ", and ".join(reasons), params)
 
 
 def mode_of(app: web.Application) -> str:
@@ -494,6 +520,81 @@ async def handle_get_requests(request: web.Request) -> web.Response:
 async def handle_clear_requests(request: web.Request) -> web.Response:
     request.app[REQUESTS_KEY].clear()
     return _json({"requests": []})
+
+
+async def handle_get_misses(request: web.Request) -> web.Response:
+    return _json({"misses": request.app[MISSES_KEY].list()})
+
+
+async def handle_clear_misses(request: web.Request) -> web.Response:
+    request.app[MISSES_KEY].clear()
+    return _json({"misses": []})
+
+
+async def handle_eventgate(request: web.Request) -> web.Response:
+    """POST /v1/events as EventGate answers it (wikimedia/eventgate routes/events.js): an event
+    or a list of them; 201 when all are accepted (202 at once with `?hasty`), 400 with
+    `{"invalid": [...]}` when all are invalid, 207 with `invalid` and `error` when some are; an
+    empty body is 400. Accepted events are kept for GET /__replay__/events."""
+    try:
+        raw = await request.read()
+        data = json.loads(raw) if raw.strip() else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return web.Response(status=400, reason="Request body must be JSON encoded events.")
+    if not data:
+        return web.Response(
+            status=400, reason="Request body was empty. Must provide JSON encoded events."
+        )
+    events = data if isinstance(data, list) else [data]
+    invalid = []
+    for event in events:
+        problem = eventgate_problem(event)
+        if problem is not None:
+            invalid.append({"status": "invalid", "event": event, "context": {"message": problem}})
+            continue
+        request.app[EVENTS_KEY].add(
+            {
+                "stream": event["meta"]["stream"],
+                "schema": event["$schema"],
+                "received_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "user_agent": request.headers.get("User-Agent", ""),
+                "event": event,
+            }
+        )
+    n, bad = len(events), len(invalid)
+    if "hasty" in request.query:
+        return web.Response(status=202, reason=f"{n} events hastily received.")
+    if not bad:
+        return web.Response(status=201, reason=f"All {n} out of {n} events were accepted.")
+    if bad == n:
+        return _json({"invalid": invalid}, 400)
+    return _json({"invalid": invalid, "error": []}, 207)
+
+
+def eventgate_problem(event: Any) -> str | None:
+    """Why EventGate would refuse `event` (None: accepted). Every Wikimedia event names its
+    schema (`$schema`) and its stream (`meta.stream`); the schema itself is not checked here."""
+    if not isinstance(event, dict):
+        return "an event is a JSON object"
+    if not isinstance(event.get("$schema"), str) or not event["$schema"]:
+        return "the event has no $schema"
+    meta = event.get("meta")
+    if not isinstance(meta, dict) or not isinstance(meta.get("stream"), str) or not meta["stream"]:
+        return "the event has no meta.stream"
+    return None
+
+
+async def handle_get_events(request: web.Request) -> web.Response:
+    events = request.app[EVENTS_KEY].list()
+    stream = request.query.get("stream")
+    if stream is not None:
+        events = [e for e in events if e["stream"] == stream]
+    return _json({"events": events})
+
+
+async def handle_clear_events(request: web.Request) -> web.Response:
+    request.app[EVENTS_KEY].clear()
+    return _json({"events": []})
 
 
 async def handle_get_fault(request: web.Request) -> web.Response:
@@ -536,6 +637,8 @@ def make_app(
     app[FAULTS_KEY] = faults or FaultState()
     app[MAX_LIMIT_KEY] = max_limit
     app[REQUESTS_KEY] = RequestLog()
+    app[MISSES_KEY] = RequestLog()
+    app[EVENTS_KEY] = RequestLog(1000)
     app[EMULATE_KEY] = emulate and upstream is None
     if recordings is not None:
         app[RECORDINGS_KEY] = recordings
@@ -550,7 +653,14 @@ def make_app(
     app.router.add_route("POST", "/w/api.php", handle_wiki)
     app.router.add_route("*", "/w/rest.php/{tail:.*}", handle_wiki)
     app.router.add_route("*", "/api/rest_v1/{tail:.*}", handle_wiki)
+    # Wikimedia's REST API through the REST gateway: the wiki's domain leads the path.
+    app.router.add_get(r"/{domain:[a-z0-9-]+(?:\.[a-z0-9-]+)+}/v1/{tail:.*}", handle_wiki)
+    app.router.add_post("/v1/events", handle_eventgate)  # EventGate
     app.router.add_get("/__replay__/health", handle_health)
+    app.router.add_get("/__replay__/misses", handle_get_misses)
+    app.router.add_delete("/__replay__/misses", handle_clear_misses)
+    app.router.add_get("/__replay__/events", handle_get_events)
+    app.router.add_delete("/__replay__/events", handle_clear_events)
     app.router.add_get("/__replay__/fault", handle_get_fault)
     app.router.add_post("/__replay__/fault", handle_set_fault)
     app.router.add_get("/__replay__/requests", handle_get_requests)
@@ -667,6 +777,16 @@ class ReplayServer:
     def requests(self) -> RequestLog:
         """The last API requests received (`.list()`, `.clear()`)."""
         return self.app[REQUESTS_KEY]
+
+    @property
+    def misses(self) -> RequestLog:
+        """The requests answered `replay-not-in-fixtures` (`.list()`, `.clear()`)."""
+        return self.app[MISSES_KEY]
+
+    @property
+    def events(self) -> RequestLog:
+        """The events EventGate (POST /v1/events) accepted (`.list()`, `.clear()`)."""
+        return self.app[EVENTS_KEY]
 
     def set_fault(self, mode: str | FaultMode, **options: Any) -> None:
         """Switch the fault of the running server: `mode` and the `Fault` fields as keywords."""
