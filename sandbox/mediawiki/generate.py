@@ -2,7 +2,11 @@
 
 Production's outlink load test (inference-services `test/locust/models/articletopic_outlink`)
 posts random rows of `test/locust/data/articles_lang_title_id.csv` (`language,page_title,
-page_id`). Every row gets a fixture page with what production's isvcs ask of it:
+page_id`); its articlequality, readability and revertrisk load tests post rows of
+`test/locust/data/revisions_lang_and_id.tsv` (`lang<TAB>rev_id`). Every revision gets a stand-in
+page at that revision with article-like Parsoid HTML (articlequality fetches
+`/w/rest.php/v1/revision/{id}/html`). Every page row gets a fixture page with what production's
+isvcs ask of it:
 
 - the Action API: the title lookup (`action=query&titles=`), and `generator=links` with
   `prop=pageprops&ppprop=wikibase_item` over its page id (outlinks that carry Wikidata items);
@@ -45,7 +49,11 @@ from sandbox.mediawiki.fixtures import (
 )
 
 LOCUST_CSV = Path("test/locust/data/articles_lang_title_id.csv")
-SOURCE = "inference-services test/locust/data/articles_lang_title_id.csv"
+# `lang<TAB>rev_id`, no header: the articlequality, readability and revertrisk load tests.
+LOCUST_REVISIONS = Path("test/locust/data/revisions_lang_and_id.tsv")
+SOURCE = (
+    "inference-services test/locust/data/articles_lang_title_id.csv and revisions_lang_and_id.tsv"
+)
 TOPIC_QIDS = (
     Path(__file__).resolve().parents[2] / "services/outlink-topic-model/training/topic_qids.tsv"
 )
@@ -54,6 +62,7 @@ WIKIDATA = "www.wikidata.org"
 LINKS_PER_PAGE = 24
 # Stand-in ids: far above the pages' real revision ids and items, so none is mistaken for one.
 _REVID_BASE = 3_000_000_000
+_PAGEID_BASE = 2_100_000_000
 _QID_BASE = 970_000_000
 
 
@@ -74,6 +83,16 @@ def read_rows(checkout: Path) -> list[Row]:
             ]
     except (OSError, KeyError, ValueError) as e:
         raise FixtureError(f"{path}: cannot read production's load-test pages: {e}") from e
+
+
+def read_revisions(checkout: Path) -> list[tuple[str, int]]:
+    """(lang, revision id) of production's revision load tests, without repeats, in file order."""
+    path = checkout / LOCUST_REVISIONS
+    try:
+        rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+        return list(dict.fromkeys((lang, int(rev)) for lang, rev in rows if lang))
+    except (OSError, ValueError) as e:
+        raise FixtureError(f"{path}: cannot read production's load-test revisions: {e}") from e
 
 
 def _vocabulary() -> list[tuple[str, str]]:
@@ -118,8 +137,75 @@ def _body(title: str, extract: str, links: list[tuple[str, str]]) -> str:
     )
 
 
-def build(rows: list[Row], existing: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
-    """The fixture documents by wiki host (`existing`: (wiki, title) defined by hand)."""
+def _article_body(title: str, links: list[tuple[str, str]]) -> str:
+    """A Parsoid `<body>` shaped like an article: a lead, two sections with headings, wikilinks,
+    a reference and its list, a category (what articlequality's features count)."""
+
+    def anchor(i: int, t: str) -> str:
+        return (
+            f'<a rel="mw:WikiLink" href="./{html.escape(t.replace(" ", "_"))}" '
+            f'title="{html.escape(t)}" id="mwB{i}">{html.escape(t)}</a>'
+        )
+
+    half = len(links) // 2
+    first = ", ".join(anchor(i, t) for i, (t, _) in enumerate(links[:half]))
+    second = ", ".join(anchor(i + half, t) for i, (t, _) in enumerate(links[half:]))
+    return (
+        f'<section data-mw-section-id="0" id="mwAQ"><p id="mwAg"><b>{html.escape(title)}</b> is '
+        "the sandbox's stand-in for a revision that production's load tests ask for. It links "
+        f"to {first}."
+        '<sup about="#mwt1" class="mw-ref reference" id="cite_ref-1" rel="dc:references" '
+        'typeof="mw:Extension/ref"><a href="./#cite_note-1"><span class="mw-reflink-text">'
+        "[1]</span></a></sup></p></section>"
+        '<section data-mw-section-id="1" id="mwBQ"><h2 id="History">History</h2>'
+        f"<p>Its history touches on {second}.</p></section>"
+        '<section data-mw-section-id="2" id="mwBg"><h2 id="References">References</h2>'
+        '<div class="mw-references-wrap" typeof="mw:Extension/references"><ol '
+        'class="mw-references references"><li about="#cite_note-1" id="cite_note-1"><span '
+        'class="mw-cite-backlink"><a href="./#cite_ref-1" rel="mw:referencedBy"><span '
+        'class="mw-linkback-text">↑ </span></a></span> <span id="mw-reference-text-cite_note-1" '
+        'class="mw-reference-text">A stand-in source.</span></li></ol></div>'
+        '<link rel="mw:PageProp/Category" href="./Category:Sandbox_stand-ins"/></section>'
+    )
+
+
+def build_revisions(
+    revisions: list[tuple[str, int]], existing_revids: set[tuple[str, int]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Fixture pages, by wiki, for the revisions production's revision load tests post: one
+    stand-in page per revision, at that revision, with article-like Parsoid HTML."""
+    vocabulary = _vocabulary()
+    pages: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for lang, revid in revisions:
+        wiki = f"{lang}.wikipedia.org"
+        if (wiki, revid) in existing_revids:
+            continue
+        title = f"Sandbox stand-in of revision {revid}"
+        links = _links(f"{wiki}|{revid}", vocabulary)
+        pages[wiki].append(
+            {
+                "pageid": _PAGEID_BASE + revid % 100_000_000,
+                "title": title,
+                "revid": revid,
+                "wikibase_item": stand_in_qid(wiki, title),
+                "summary": {
+                    "extract": f"{title} is the sandbox's stand-in page for that revision."
+                },
+                "html": _article_body(title, links),
+                "links": [{"title": t, "wikibase_item": q} for t, q in links],
+            }
+        )
+    return pages
+
+
+def build(
+    rows: list[Row],
+    existing: set[tuple[str, str]],
+    revisions: list[tuple[str, int]] | None = None,
+    existing_revids: set[tuple[str, int]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The fixture documents by wiki host (`existing`: (wiki, title) defined by hand; likewise
+    `existing_revids`: (wiki, revid))."""
     vocabulary = _vocabulary()
     pages: dict[str, list[dict[str, Any]]] = defaultdict(list)
     entities: list[dict[str, Any]] = []
@@ -154,6 +240,8 @@ def build(rows: list[Row], existing: set[tuple[str, str]]) -> dict[str, dict[str
                 "sitelinks": {f"{row.lang.replace('-', '_')}wiki": title},
             }
         )
+    for wiki, more in build_revisions(revisions or [], existing_revids or set()).items():
+        pages[wiki].extend(more)
     docs: dict[str, dict[str, Any]] = {
         wiki: {"wiki": wiki, "pages": sorted(p, key=lambda x: x["pageid"])}
         for wiki, p in sorted(pages.items())
@@ -178,9 +266,12 @@ def write(checkout: Path, out: Path = DEFAULT_FIXTURES_DIR) -> list[Path]:
     """Write the fixtures for production's load-test pages into `out`; the files written."""
     for old in out.glob(f"*{SUFFIX}"):
         old.unlink()
-    existing = {(host, title) for host, wiki in load_wikis([out]).items() for title in wiki.pages}
+    wikis = load_wikis([out])
+    existing = {(host, title) for host, wiki in wikis.items() for title in wiki.pages}
+    existing_revids = {(host, rev) for host, wiki in wikis.items() for rev in wiki.by_revid}
+    docs = build(read_rows(checkout), existing, read_revisions(checkout), existing_revids)
     written = []
-    for wiki, doc in build(read_rows(checkout), existing).items():
+    for wiki, doc in docs.items():
         path = out / f"{wiki}{SUFFIX}"
         path.write_text(render(doc), encoding="utf-8")
         written.append(path)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mwparserfromhtml import Article
 
 from sandbox.mediawiki import ReplayServer, diagnose, generate, load_wikis
 from sandbox.mediawiki.fixtures import DEFAULT_FIXTURES_DIR, normalize_title
@@ -399,3 +400,24 @@ def test_every_generated_page_has_html_a_summary_and_an_item(packaged: ReplaySer
                      titles=row["page_title"], props="descriptions|claims|sitelinks",
                      format="json", formatversion="2").json()  # fmt: skip
         assert list(entity["entities"]) == [page.wikibase_item]
+
+
+def test_every_revision_of_the_revision_load_tests_has_parsoid_html(
+    packaged: ReplayServer,
+) -> None:
+    """articlequality's load test posts revisions of revisions_lang_and_id.tsv and fetches their
+    HTML; production parses it with mwparserfromhtml (its pin, 1.0.2), and so does this test."""
+    revisions = generate.read_revisions(CHECKOUT)
+    assert len(revisions) > 50
+    for lang, revid in revisions:
+        host = f"{lang}.wikipedia.org"
+        reply = call(packaged, f"/w/rest.php/v1/revision/{revid}/html", host)
+        assert reply.status == 200, (host, revid, reply.body[:300])
+        article = Article(reply.body.decode())
+        stew = article.wikistew
+        assert len(stew.get_wikilinks()) >= 10
+        assert [c.link for c in stew.get_categories()] == ["./Category:Sandbox_stand-ins"]
+        assert len(stew.get_references()) == 1
+        assert len(stew.get_headings()) == 2
+        lead = next(iter(stew.get_plaintext(exclude_elements={"Reference"})))
+        assert lead[0] == "_Lead" and str(revid) in lead[1]
