@@ -49,6 +49,11 @@ _WIKI = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9.-]+")
 _SYNTHETIC_BASE = 1_000_000_000
 
 
+# libyaml's safe loader when PyYAML has it: ten times faster on the fixtures, and it refuses
+# nesting deeper than 1000 levels itself (a YAMLError); the pure-Python one otherwise.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class FixtureError(Exception):
     """A fixture file is unreadable or inconsistent; the message names the file and the problem."""
 
@@ -240,7 +245,7 @@ class Wiki:
 
 def _read(path: Path) -> FixtureFile:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise FixtureError(f"{path}: cannot read fixture: {e}") from e
     except RecursionError:

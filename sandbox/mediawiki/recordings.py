@@ -50,7 +50,7 @@ from pydantic import (
     model_validator,
 )
 
-from sandbox.mediawiki.fixtures import FixtureError
+from sandbox.mediawiki.fixtures import SAFE_LOADER, FixtureError
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +311,7 @@ class _RecordingSpec(BaseModel):
 
 def read_recording(path: Path) -> Recording:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise FixtureError(f"{path}: cannot read recording: {e}") from e
     except RecursionError:
