@@ -54,6 +54,13 @@ _SYNTHETIC_BASE = 1_000_000_000
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def yaml_problem(e: Exception) -> str:
+    """What is wrong with a YAML file, in words (libyaml's nesting limit named plainly)."""
+    if "maximum nesting depth" in str(e):
+        return "its YAML is nested too deeply (over 1000 levels)"
+    return str(e)
+
+
 class FixtureError(Exception):
     """A fixture file is unreadable or inconsistent; the message names the file and the problem."""
 
@@ -247,7 +254,7 @@ def _read(path: Path) -> FixtureFile:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise FixtureError(f"{path}: cannot read fixture: {e}") from e
+        raise FixtureError(f"{path}: cannot read fixture: {yaml_problem(e)}") from e
     except RecursionError:
         raise FixtureError(f"{path}: cannot read fixture: its YAML is nested too deeply") from None
     if not isinstance(data, dict):

@@ -50,7 +50,7 @@ from pydantic import (
     model_validator,
 )
 
-from sandbox.mediawiki.fixtures import SAFE_LOADER, FixtureError
+from sandbox.mediawiki.fixtures import SAFE_LOADER, FixtureError, yaml_problem
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def read_recording(path: Path) -> Recording:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise FixtureError(f"{path}: cannot read recording: {e}") from e
+        raise FixtureError(f"{path}: cannot read recording: {yaml_problem(e)}") from e
     except RecursionError:
         raise FixtureError(
             f"{path}: cannot read recording: its YAML is nested too deeply"
