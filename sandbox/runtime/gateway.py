@@ -679,7 +679,7 @@ class Gateway:
                     f"an absolute request target must be http://<host>/<path>; got {clip(path)!r}",
                     close=True,
                 )
-            host_header = authority
+            host_header = request.host = authority  # X-Forwarded-Host and the log say it too
             path = rest if rest.startswith("/") else "/" + rest
         if path.startswith(PUBLIC_PREFIX) or path.startswith("//"):
             m = PUBLIC_FORM.fullmatch(path)

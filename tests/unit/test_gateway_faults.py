@@ -585,6 +585,7 @@ def test_an_absolute_form_target_is_routed_by_its_authority(gateway, echo):
     assert echoed["raw_path"] == "/v1/models/echo:predict"
     assert echoed["query"] == "x=1"
     assert echoed["headers"]["host"] == ECHO_HOST
+    assert echoed["headers"]["x-forwarded-host"] == f"{ECHO_HOST}:8080"
     # ...and not by the Host header: an authority naming no isvc is 404 even with a good Host.
     raw = (
         f"GET http://nothing.ns.wikimedia.org/v1/models/echo HTTP/1.1\r\nHost: {ECHO_HOST}\r\n\r\n"
