@@ -268,21 +268,23 @@ class _Downstream(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._reset()
         self.started = self.loop.time()
-        limit = self.gateway.settings.request_headers_timeout_s
-        if limit > 0:
-            self.headers_handle = self.loop.call_later(limit, self._headers_timeout)
+        self.headers_handle = self.loop.call_later(self._headers_limit()[0], self._headers_timeout)
+
+    def _headers_limit(self) -> tuple[float, str]:
+        """How long the headers may take, and the flag that says so: --request-headers-timeout,
+        or --timeout (which counts from the request's first byte) when it is shorter or the
+        other is off."""
+        s = self.gateway.settings
+        if 0 < s.request_headers_timeout_s <= s.timeout_s:
+            return s.request_headers_timeout_s, "--request-headers-timeout"
+        return s.timeout_s, "--timeout"
 
     def _headers_timeout(self) -> None:
         self.headers_handle = None
         if not self.answered:
-            limit = self.gateway.settings.request_headers_timeout_s
+            limit, flag = self._headers_limit()
             self._refuse(
-                _error(
-                    408,
-                    f"the request headers did not arrive within {limit:g}s "
-                    "(--request-headers-timeout)",
-                    True,
-                )
+                _error(408, f"the request headers did not arrive within {limit:g}s ({flag})", True)
             )
 
     def on_url(self, url: bytes) -> None:

@@ -531,6 +531,18 @@ def test_slow_headers_get_408_json_at_the_headers_timeout(gateway, echo, trickle
     assert gw.request("/v1/models/echo:predict")[0] == 200
 
 
+def test_slow_headers_are_also_bounded_by_the_request_timeout(gateway, echo):
+    """--timeout counts from a request's first byte: headers past it are 408 too, even with the
+    headers timeout off (0, Envoy's default)."""
+    gw = gateway(_route(echo), "--timeout", "1", "--request-headers-timeout", "0")
+    head = f"POST /v1/models/echo:predict HTTP/1.1\r\nHost: {ECHO_HOST}\r\nX-Slow: ".encode()
+    started = time.monotonic()
+    status, _, body = _raw(gw.port, [head])
+    assert status == 408, body
+    assert "--timeout" in json.loads(body)["error"]
+    assert time.monotonic() - started < 3
+
+
 def test_headers_that_arrive_in_time_are_not_cut_off(gateway, echo):
     gw = gateway(_route(echo), "--request-headers-timeout", "1")
     with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
