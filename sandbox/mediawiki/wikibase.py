@@ -44,7 +44,9 @@ PARAMS = frozenset(
 )
 PROPS = ("info", "labels", "descriptions", "aliases", "claims", "sitelinks", "datatype")
 DEFAULT_PROPS = "info|sitelinks|aliases|labels|descriptions|claims|datatype"
-_ENTITY_ID = re.compile(r"[QPL][1-9][0-9]*", re.IGNORECASE)
+# Wikibase's ItemId::PATTERN (wikibase-data-model: `/^Q[1-9]\d{0,9}\z/i`), and the same for
+# properties and lexemes; a longer number is no entity id.
+_ENTITY_ID = re.compile(r"[QPL][1-9][0-9]{0,9}", re.IGNORECASE)
 _TIME = re.compile(r"[+-][0-9]{1,16}-[0-9]{2}-[0-9]{2}T00:00:00Z")
 GREGORIAN = "http://www.wikidata.org/entity/Q1985727"
 

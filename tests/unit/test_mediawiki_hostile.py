@@ -389,3 +389,46 @@ def test_a_bad_emulator_fixture_is_refused_naming_the_file(tmp_path: Path, text:
     (tmp_path / "deep.yaml").write_bytes(text.encode("latin-1"))
     with pytest.raises(FixtureError, match=r"deep\.yaml: (cannot read|invalid) fixture"):
         load_wikis([tmp_path])
+
+
+# -- the REST, Wikidata and EventGate surfaces ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /w/rest.php/v1/revision/" + b"9" * 5000 + b"/html HTTP/1.1\r\nHost: " + EN.encode()
+         + b"\r\n", 400),
+        (b"GET /w/rest.php/v1/revision/%C2%B2/html HTTP/1.1\r\nHost: " + EN.encode() + b"\r\n",
+         400),
+        (b"GET /w/rest.php/v1/page/%FF%FE/html HTTP/1.1\r\nHost: " + EN.encode() + b"\r\n", 501),
+        (b"GET /api/rest_v1/page/summary/" + b"A" * 7000 + b" HTTP/1.1\r\nHost: " + EN.encode()
+         + b"\r\n", 501),
+        (b"GET /w/api.php?action=wbgetentities&format=json&ids=Q" + b"1" * 5000
+         + b" HTTP/1.1\r\nHost: www.wikidata.org\r\n", 200),
+        (b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n" + b"[" * 100000
+         + b"]" * 100000, 400),
+        (b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\xff\xfe\xfd\xfc", 400),
+    ],
+)  # fmt: skip
+def test_the_new_surfaces_answer_hostile_input_in_json_or_as_upstream(
+    server: ReplayServer, request_bytes: bytes, status: int
+) -> None:
+    head, sep, body = request_bytes.partition(b"\r\n\r\n")
+    if not sep:
+        head, body = request_bytes.rstrip(b"\r\n"), b""
+    got, _, answer = raw(server, head + b"\r\nConnection: close\r\n\r\n" + body)
+    assert got == status, answer[:300]
+    if answer:
+        json.loads(answer)  # every body is JSON
+    assert (
+        raw(server, b"GET /__replay__/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0]
+        == 200
+    )
+
+
+def test_an_entity_id_past_wikibases_pattern_is_no_such_entity(server: ReplayServer) -> None:
+    status, doc = get(server, "action=wbgetentities&format=json&ids=Q" + "1" * 11,
+                      host="www.wikidata.org")  # fmt: skip
+    assert status == 200
+    assert doc["error"]["code"] == "no-such-entity"
