@@ -371,10 +371,12 @@ async def _record(
             },
             404,
         )
+    raw_path = request.raw_path
+    if "domain" in request.match_info:
+        # The REST gateway's /{domain}/v1/... is the wiki's own /api/rest_v1/...
+        raw_path = "/api/rest_v1/" + raw_path.split("/v1/", 1)[1]
     try:
-        answer = await upstream.forward(
-            request.method, host, request.raw_path, dict(request.headers), body
-        )
+        answer = await upstream.forward(request.method, host, raw_path, dict(request.headers), body)
     except UpstreamFailure as e:
         entry["answered_by"] = "upstream-failed"
         log.warning("record: %s: %s", key.describe(), e)

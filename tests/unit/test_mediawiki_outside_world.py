@@ -445,3 +445,18 @@ def test_article_descriptions_outside_world_for_the_packaged_en_page(
         assert summary.json()["extract"].startswith("Toni Morrison")
     html = call(packaged, "/w/rest.php/v1/page/Chloe_Wofford/html", EN)
     assert html.status == 200 and b"<b>Toni Morrison</b>" in html.body
+
+
+def test_the_rest_gateway_form_is_recorded_from_the_wikis_rest_api(
+    server: ReplayServer, tmp_path: Path
+) -> None:
+    """Recording `/{wiki}/v1/page/summary/{title}` asks the wiki's own `/api/rest_v1/...` (what
+    the REST gateway routes it to), and the recording replays under the gateway form."""
+    path = "/xx.wikipedia.org/v1/page/summary/Alpha_page"
+    with ReplayServer(port=0, record=tmp_path, upstream=server.url) as recorder:
+        recorded = call(recorder, path, host="127.0.0.1")
+    assert recorded.status == 200
+    assert server.requests.list()[-1]["path"] == "/api/rest_v1/page/summary/Alpha_page"
+    with ReplayServer(port=0, replay=[tmp_path]) as replayer:
+        replayed = call(replayer, path, host="127.0.0.1")
+    assert (replayed.status, replayed.body) == (200, recorded.body)
