@@ -858,7 +858,10 @@ class ReplayServer:
 DESCRIPTION = (
     "Serve the wikis' APIs (the MediaWiki Action API /w/api.php, the REST API /w/rest.php) "
     "offline for isvcs, choosing the wiki by the Host header; point an isvc at it with "
-    "WIKI_URL=http://127.0.0.1:8090. Three modes: emulate (default: answers from fixture wikis, "
+    "WIKI_URL=http://127.0.0.1:8090 (and REST_GATEWAY_ENDPOINT=http://127.0.0.1:8090/, "
+    "EVENTGATE_URL=http://127.0.0.1:8090/v1/events: the emulator also answers MediaWiki REST's "
+    "HTML and page summary, Wikidata's wbgetentities and EventGate, and keeps the events at "
+    "/__replay__/events). Three modes: emulate (default: answers from fixture wikis, "
     "the packaged ones or --fixtures DIR), replay (--replay DIR: recorded exchanges, byte for "
     "byte; add --emulate to fall back on the emulator) and record (--record DIR: forwards every "
     "request to the real wiki over HTTPS and stores it in DIR, for --replay later). A request "
