@@ -13,6 +13,7 @@ from sandbox import catalog
 from sandbox.catalog import Sample, Service
 from sandbox.errors import CatalogError, RunError
 from sandbox.hints import prog
+from sandbox.mediawiki import diagnose
 from sandbox.runtime import ingress, local, smoke, state, targets
 from sandbox.runtime.options import RECORDINGS_DIR, MediaWiki, UpOptions
 from sandbox.runtime.targets import ComponentStatus, Target
@@ -311,5 +312,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     service = catalog.get(args.isvc)
     sample, body = _body(args, service)
     target = args.target or targets.running(service.name) or "local"
+    # Say which MediaWiki answer was missing, where the replay server was asked for one.
+    wikis = [c.url for c in state.read().mediawiki.values()]
+    for url in wikis:
+        diagnose.forget_misses(url)
     status, payload = smoke.post(targets.get(target).ingress_url(), service, body)
-    return 0 if smoke.report(service, sample, status, payload) else 1
+    ok = smoke.report(service, sample, status, payload)
+    for line in (line for url in wikis for line in diagnose.explain_misses(url)):
+        print(line, file=sys.stderr)
+    return 0 if ok else 1

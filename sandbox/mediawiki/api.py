@@ -126,13 +126,25 @@ def _split(value: str) -> list[str]:
     return value.split("|")
 
 
+_PHP_INT = re.compile(r"0|-?[1-9][0-9]{0,18}")
+_PHP_INT_MAX = 2**63 - 1
+
+
+def _php_int(text: str) -> bool:
+    """Whether PHP's `(string)(int)$text === $text`: a canonical decimal in PHP's int range."""
+    return _PHP_INT.fullmatch(text) is not None and -_PHP_INT_MAX - 1 <= int(text) <= _PHP_INT_MAX
+
+
+# ASCII digits only, as IntegerDef's `/^[+-]?\d+$/D` (Python's int() also takes "١٢"); bounded,
+# as int() refuses 4300 digits.
+_INTEGER = re.compile(r"[+-]?[0-9]{1,100}")
+
+
 def _integer(name: str, value: str) -> int:
-    try:
-        return int(value.strip())
-    except ValueError:
-        raise ApiError(
-            "badinteger", f'Invalid value "{value}" for integer parameter "{name}".'
-        ) from None
+    text = value.strip()
+    if _INTEGER.fullmatch(text) is None:
+        raise ApiError("badinteger", f'Invalid value "{value}" for integer parameter "{name}".')
+    return int(text)
 
 
 @dataclass
@@ -274,18 +286,21 @@ class _Query:
             return 1
         return limit
 
-    def start_after(self) -> tuple[int, str] | None:
+    def start_after(self) -> tuple[int, int, str] | None:
+        """Where a `gplcontinue` token resumes: (page id, namespace, db key). MediaWiki parses it
+        as `int|int|string` and answers `badcontinue` unless each int part reads back as the
+        same text (ApiBase::parseContinueParamOrDie: `$value !== (string)(int)$value`)."""
         token = self.params.get("gplcontinue")
         if token is None:
             return None
         parts = token.split("|")
-        if len(parts) != 3 or not parts[0].isdigit() or parts[1] != "0" or not parts[2]:
+        if len(parts) != 3 or not all(_php_int(p) for p in parts[:2]):
             raise ApiError(
                 "badcontinue",
                 "Invalid continue param. You should pass the original value returned by the "
                 "previous query.",
             )
-        return int(parts[0]), parts[2]
+        return int(parts[0]), int(parts[1]), parts[2]
 
     def generate_links(self, sources: list[Page]) -> tuple[list[str], str | None]:
         namespaces = _split(self.params.get("gplnamespace", "0"))
@@ -306,7 +321,7 @@ class _Query:
             for title in page.links
         ]
         if start is not None:
-            rows = [(pid, t) for pid, t in rows if (pid, db_key(t)) >= start]
+            rows = [(pid, t) for pid, t in rows if (pid, 0, db_key(t)) >= start]
         batch, rest = rows[:limit], rows[limit:]
         token = f"{rest[0][0]}|0|{db_key(rest[0][1])}" if rest else None
         return [title for _, title in batch], token
@@ -397,10 +412,15 @@ def answer(wiki: Wiki, params: dict[str, str], max_limit: int = API_MAX_LIMIT) -
     """The JSON body (before formatversion 1's flag conversion, see `encode`) for one API
     request to `wiki`. Raises ApiError for an error response and NotInFixtures when the
     fixtures cannot tell."""
+    from sandbox.mediawiki import wikibase  # it builds on this module
+
     action = params.get("action")
-    if action not in ("query", "parse"):
+    if action == "wbgetentities" and wiki.entities:
+        supported = wikibase.PARAMS
+    elif action in ("query", "parse"):
+        supported = QUERY_PARAMS if action == "query" else PARSE_PARAMS
+    else:
         raise _unsupported(f'action "{action}"' if action else "requests without action")
-    supported = QUERY_PARAMS if action == "query" else PARSE_PARAMS
     unknown = sorted(set(params) - supported)
     if unknown:
         raise _unsupported(
@@ -413,7 +433,12 @@ def answer(wiki: Wiki, params: dict[str, str], max_limit: int = API_MAX_LIMIT) -
     fv = params.get("formatversion", "1")
     if fv not in ("1", "2", "latest"):
         raise ApiError("badvalue", f'Unrecognized value for parameter "formatversion": {fv}.')
-    body = _parse(wiki, params) if action == "parse" else _Query(wiki, params, max_limit).answer()
+    if action == "wbgetentities":
+        body = wikibase.answer(wiki, params)
+    elif action == "parse":
+        body = _parse(wiki, params)
+    else:
+        body = _Query(wiki, params, max_limit).answer()
     if "requestid" in params:  # echoed first, as ApiMain does
         body = {"requestid": params["requestid"], **body}
     return body

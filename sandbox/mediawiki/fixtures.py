@@ -49,6 +49,18 @@ _WIKI = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9.-]+")
 _SYNTHETIC_BASE = 1_000_000_000
 
 
+# libyaml's safe loader when PyYAML has it: ten times faster on the fixtures, and it refuses
+# nesting deeper than 1000 levels itself (a YAMLError); the pure-Python one otherwise.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def yaml_problem(e: Exception) -> str:
+    """What is wrong with a YAML file, in words (libyaml's nesting limit named plainly)."""
+    if "maximum nesting depth" in str(e):
+        return "its YAML is nested too deeply (over 1000 levels)"
+    return str(e)
+
+
 class FixtureError(Exception):
     """A fixture file is unreadable or inconsistent; the message names the file and the problem."""
 
@@ -92,6 +104,16 @@ class LinkSpec(BaseModel):
     missing: bool = False
 
 
+class SummarySpec(BaseModel):
+    """What the REST page summary says of a page (its lead paragraph and short description)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    extract: str
+    description: str | None = None
+    timestamp: str = "2026-01-01T00:00:00Z"
+
+
 class PageSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -101,6 +123,48 @@ class PageSpec(BaseModel):
     wikibase_item: Qid = None
     redirects: list[str] = Field(default_factory=list)
     links: list[LinkSpec] = Field(default_factory=list)
+    # The <body> of the page's Parsoid HTML at `revid` (REST /v1/revision/{revid}/html and
+    # /v1/page/{title}/html); the server writes the document around it.
+    html: str | None = None
+    summary: SummarySpec | None = None
+
+
+_PID = re.compile(r"P[1-9][0-9]*")
+_SITE = re.compile(r"[a-z][a-z0-9_]*wiki[a-z]*")
+
+
+class EntitySpec(BaseModel):
+    """A Wikidata item as `wbgetentities` reports it (www.wikidata.org fixtures)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    descriptions: dict[str, str] = Field(default_factory=dict)
+    # property -> values: an item id (Q5), a time (+2019-08-05T00:00:00Z) or a string
+    claims: dict[str, list[str]] = Field(default_factory=dict)
+    sitelinks: dict[str, str] = Field(default_factory=dict)  # site (enwiki) -> title
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return _check_qid(v) or v
+
+    @field_validator("claims")
+    @classmethod
+    def _claims(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for prop in v:
+            if not _PID.fullmatch(prop):
+                raise ValueError(f"{prop!r} is not a Wikidata property id like P31")
+        return v
+
+    @field_validator("sitelinks")
+    @classmethod
+    def _sitelinks(cls, v: dict[str, str]) -> dict[str, str]:
+        for site in v:
+            if not _SITE.fullmatch(site):
+                raise ValueError(f"{site!r} is not a site id like enwiki")
+        return v
 
 
 class FixtureFile(BaseModel):
@@ -112,6 +176,8 @@ class FixtureFile(BaseModel):
     missing: list[str] = Field(default_factory=list)
     missing_pageids: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
     missing_revids: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
+    entities: list[EntitySpec] = Field(default_factory=list)  # www.wikidata.org
+    missing_entities: list[Annotated[str, AfterValidator(_check_qid)]] = Field(default_factory=list)
 
     @field_validator("wiki")
     @classmethod
@@ -136,6 +202,8 @@ class Page:
     revid: int | None = None  # its current revision, if the fixture names it
     # The links in the order the fixture lists them (action=parse reports them in page order).
     links_in_page_order: list[str] = field(default_factory=list)
+    html: str | None = None  # the <body> of its Parsoid HTML
+    summary: SummarySpec | None = None
 
 
 @dataclass
@@ -150,6 +218,9 @@ class Wiki:
     missing_revids: set[int] = field(default_factory=set)
     by_revid: dict[int, Page] = field(default_factory=dict)
     exists: bool = True
+    entities: dict[str, EntitySpec] = field(default_factory=dict)  # Wikidata items by id
+    by_sitelink: dict[tuple[str, str], str] = field(default_factory=dict)  # (site, title) -> id
+    missing_entities: set[str] = field(default_factory=set)
 
     def page(self, title: str) -> Page | None:
         return self.pages.get(title)
@@ -181,13 +252,17 @@ class Wiki:
 
 def _read(path: Path) -> FixtureFile:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise FixtureError(f"{path}: cannot read fixture: {e}") from e
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise FixtureError(f"{path}: cannot read fixture: {yaml_problem(e)}") from e
+    except RecursionError:
+        raise FixtureError(f"{path}: cannot read fixture: its YAML is nested too deeply") from None
     if not isinstance(data, dict):
         raise FixtureError(f"{path}: a fixture is a mapping with `wiki` and `pages`")
     try:
         return FixtureFile.model_validate(data)
+    except RecursionError:
+        raise FixtureError(f"{path}: invalid fixture: a value is nested too deeply") from None
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
@@ -209,7 +284,7 @@ def load_wikis(dirs: list[Path] | None = None) -> dict[str, Wiki]:
     for path, fx in parsed:
         wiki = wikis.setdefault(fx.wiki, Wiki(host=fx.wiki))
         if not fx.exists:
-            if fx.pages or fx.missing or fx.missing_pageids or fx.missing_revids:
+            if fx.pages or fx.missing or fx.missing_pageids or fx.missing_revids or fx.entities:
                 raise FixtureError(f"{path}: a wiki with `exists: false` has no pages")
             if wiki.pages:
                 raise FixtureError(f"{path}: {fx.wiki} has pages in another fixture file")
@@ -235,8 +310,22 @@ def load_wikis(dirs: list[Path] | None = None) -> dict[str, Wiki]:
                     links_in_page_order=list(dict.fromkeys(links)),
                     revid=spec.revid,
                     source=str(path),
+                    html=spec.html,
+                    summary=spec.summary,
                 )
             )
+        for entity in fx.entities:
+            if entity.id in wiki.entities:
+                raise FixtureError(f"{path}: entity {entity.id} on {fx.wiki} is defined twice")
+            wiki.entities[entity.id] = entity
+            for site, title in entity.sitelinks.items():
+                other = wiki.by_sitelink.get((site, normalize_title(title)))
+                if other is not None:
+                    raise FixtureError(
+                        f"{path}: sitelink {site}:{title} of {entity.id} is already {other}'s"
+                    )
+                wiki.by_sitelink[(site, normalize_title(title))] = entity.id
+        wiki.missing_entities.update(fx.missing_entities)
     # Pass 2: redirects (pages of their own).
     for path, fx in parsed:
         wiki = wikis[fx.wiki]

@@ -19,9 +19,10 @@ request inside the file is what a request is matched against):
       body: '{"batchcomplete":"","query":{"pages":{"30027":{...}}}}'
 
 A request matches a recording when its method, host, path and *normalized* parameters are equal
-(`normalize`): parameter order does not matter, a repeated parameter counts with its last value
-(as PHP reads it), the values of MediaWiki's boolean flags do not matter (present means true),
-and the volatile parameters in `VOLATILE_PARAMS` are ignored.
+(`normalize`): credentials (`CREDENTIAL_PARAMS`) are redacted, parameter order does not
+matter, a repeated parameter counts with its last value (as PHP reads it), the values of
+MediaWiki's boolean flags do not matter (present means true), and the volatile parameters in
+`VOLATILE_PARAMS` are ignored.
 """
 
 from __future__ import annotations
@@ -40,9 +41,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from sandbox.mediawiki.fixtures import FixtureError
+from sandbox.mediawiki.fixtures import SAFE_LOADER, FixtureError, yaml_problem
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +94,28 @@ FLAG_PARAMS = frozenset(
     }
 )
 
+# Credentials a client may send as parameters (query string or form body): never written into a
+# recording, logged or shown; their value is REDACTED in the request key, so a replay matches a
+# recorded login whatever password it sends. MediaWiki's names: action=login's `lgpassword` and
+# `lgtoken`, the `token` of every write module, clientlogin/createaccount's `password`,
+# `retype` and `*token`s (`logintoken`, `createtoken`), the `*token` family of meta=tokens
+# (`csrftoken`, `watchtoken`, ...), and `api_key`, which some API proxies take.
+CREDENTIAL_PARAMS = frozenset({"lgpassword", "lgtoken", "token", "password", "retype", "api_key"})
+REDACTED = "[redacted]"
+
+
+def is_credential(name: str) -> bool:
+    """Whether a parameter carries a credential (see CREDENTIAL_PARAMS; any name ending in
+    `token`)."""
+    lower = name.lower()
+    return lower in CREDENTIAL_PARAMS or lower.endswith("token")
+
+
+def redacted(params: dict[str, str]) -> dict[str, str]:
+    """`params` with the values of credentials replaced by REDACTED."""
+    return {k: REDACTED if is_credential(k) else v for k, v in params.items()}
+
+
 # Response headers a replay gives back: what clients act on (redirects, API errors, rate limits).
 KEPT_HEADERS = ("location", "mediawiki-api-error", "retry-after")
 
@@ -93,7 +123,8 @@ _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _HEADER = (
     "# MediaWiki exchange recorded by `ml-sandbox mediawiki --record`; replayed byte for byte.\n"
     "# A request matches when method, host, path and params are equal (params as normalized:\n"
-    "# sorted, flags valueless, requestid/maxlag/maxage/smaxage dropped).\n"
+    "# sorted, flags valueless, requestid/maxlag/maxage/smaxage dropped, credentials such as\n"
+    "# lgpassword/token/*token/api_key written as [redacted] and matched whatever their value).\n"
 )
 
 
@@ -147,6 +178,8 @@ def normalize(method: str, host: str, path: str, params: Iterable[tuple[str, str
         if name in VOLATILE_PARAMS:
             continue
         values.pop(name, None)  # the last occurrence wins, as in PHP
+        if is_credential(name):
+            value = REDACTED
         values[name] = "" if name in FLAG_PARAMS else value
     return RequestKey(
         method=method.upper(),
@@ -215,19 +248,55 @@ class _RequestSpec(BaseModel):
     params: dict[str, str] = Field(default_factory=dict)
 
 
+# A header value a replay may send: visible ASCII and spaces/tabs, nothing that could end the
+# header (CR, LF) or that HTTP forbids (NUL, other controls).
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def _header_value(what: str, value: str) -> str:
+    if not _HEADER_VALUE.fullmatch(value):
+        raise ValueError(
+            f"{what} holds a control character (CR, LF, NUL, ...), which would end or corrupt "
+            "the answer's header"
+        )
+    return value
+
+
 class _ResponseSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: int = Field(ge=100, le=599)
+    # 1xx are not answers; the recorder never stores one.
+    status: int = Field(ge=200, le=599)
     content_type: str = ""
+    # Only what the recorder keeps (KEPT_HEADERS): the server frames the answer itself, so a
+    # recording never sets Content-Length, Transfer-Encoding, Set-Cookie or anything else.
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
     body_base64: str | None = None
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, v: str) -> str:
+        return _header_value("content_type", v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if name.lower() not in KEPT_HEADERS:
+                raise ValueError(
+                    f"header {name!r} is not one a replay sends (only "
+                    f"{', '.join(KEPT_HEADERS)}; the server sets the framing headers itself)"
+                )
+            _header_value(f"header {name!r}", value)
+        return v
 
     @model_validator(mode="after")
     def _one_body(self) -> _ResponseSpec:
         if (self.body is None) == (self.body_base64 is None):
             raise ValueError("a response has exactly one of `body` and `body_base64`")
+        if self.status in (204, 304) and (self.body or self.body_base64):
+            raise ValueError(f"a {self.status} answer has no body")
         return self
 
 
@@ -242,11 +311,17 @@ class _RecordingSpec(BaseModel):
 
 def read_recording(path: Path) -> Recording:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise FixtureError(f"{path}: cannot read recording: {e}") from e
+        raise FixtureError(f"{path}: cannot read recording: {yaml_problem(e)}") from e
+    except RecursionError:
+        raise FixtureError(
+            f"{path}: cannot read recording: its YAML is nested too deeply"
+        ) from None
     try:
         spec = _RecordingSpec.model_validate(data)
+    except RecursionError:
+        raise FixtureError(f"{path}: invalid recording: a value is nested too deeply") from None
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}" for err in e.errors()

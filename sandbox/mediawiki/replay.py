@@ -16,8 +16,9 @@ Routes:
                                answered as Wikimedia does (missing.php): a language with no
                                Wikipedia (xx.wikipedia.org) is redirected (302) to the Incubator;
                                a host naming no Wikimedia project gets 404 "No wiki found".
-  *    /w/rest.php/...         the REST API (record and replay only).
-  *    /api/rest_v1/...        Wikimedia's REST API (record and replay only).
+  *    /w/rest.php/...         the REST API: recorded, or emulated for v1/revision/{id}/html and
+                               v1/page/{title}/html (Parsoid HTML, rest.py).
+  *    /api/rest_v1/...        Wikimedia's REST API: recorded, or emulated for page/summary.
   GET  /__replay__/health      {"status": "ok", "mode": ..., "wikis": {...}, "recordings": {...},
                                "fault": ..., "max_limit": N}
   GET  /__replay__/fault       the faults in force
@@ -25,6 +26,10 @@ Routes:
                                "after": 0, "times": null}; {"mode": "none"} clears them.
   GET  /__replay__/requests    the last API requests (wiki, method, params, User-Agent, fault);
   DELETE /__replay__/requests  forgets them.
+  GET|DELETE /__replay__/misses  the requests answered `replay-not-in-fixtures` (diagnose.py).
+  POST /v1/events              EventGate: accepts events (201) and keeps them;
+  GET|DELETE /__replay__/events  the events it accepted (`?stream=` filters).
+  GET  /{domain}/v1/page/summary/{title}  the page summary through the REST gateway.
 
 Run it with `ml-sandbox mediawiki` or `python -m sandbox.mediawiki --port 8090`; point an isvc at
 it with WIKI_URL=http://127.0.0.1:8090. From Python: `ReplayServer(port=0).start()` serves in a
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -49,11 +55,19 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
-from sandbox.mediawiki import api
+from sandbox.mediawiki import api, rest
 from sandbox.mediawiki.faults import Fault, FaultMode, FaultSpecError, FaultState
 from sandbox.mediawiki.fixtures import FixtureError, Wiki, load_wikis
-from sandbox.mediawiki.recordings import Recording, RecordingStore, RequestKey, normalize
+from sandbox.mediawiki.recordings import (
+    Recording,
+    RecordingStore,
+    RequestKey,
+    normalize,
+    redacted,
+)
 from sandbox.mediawiki.upstream import (
     DEFAULT_ORIGIN,
     DEFAULT_TIMEOUT_S,
@@ -72,6 +86,15 @@ MAX_LIMIT_KEY = web.AppKey("max_limit", int)
 RECORDINGS_KEY = web.AppKey("recordings", RecordingStore)
 UPSTREAM_KEY = web.AppKey("upstream", Upstream)
 EMULATE_KEY = web.AppKey("emulate", bool)
+MAX_BODY_KEY = web.AppKey("max_body", int)
+# Request bodies above this are 413 (aiohttp's default; MediaWiki's POSTs are forms of a few KB).
+MAX_BODY_BYTES = 1024 * 1024
+# The request line and each header line: longer is 414 / 431 (aiohttp's default limit). The
+# parser itself reads lines up to MAX_READ_LINE, so that a long line is read whole and answered
+# as JSON rather than cut off with a connection reset.
+MAX_LINE = 8190
+MAX_READ_LINE = 4 * 1024 * 1024
+MAX_DRAIN_BYTES = 64 * 1024 * 1024
 NOT_IN_FIXTURES = "replay-not-in-fixtures"
 NOT_IN_FIXTURES_STATUS = 501
 HOW_TO_RECORD = (
@@ -132,6 +155,9 @@ class RequestLog:
 
 
 REQUESTS_KEY = web.AppKey("requests", RequestLog)
+# Requests answered `replay-not-in-fixtures`: what `predict` reports when an isvc fails on one.
+MISSES_KEY = web.AppKey("misses", RequestLog)
+EVENTS_KEY = web.AppKey("events", RequestLog)  # what EventGate was sent
 
 
 def _wiki_host(request: web.Request) -> str:
@@ -142,13 +168,78 @@ def _wiki_host(request: web.Request) -> str:
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # Text that came in as bytes that are not UTF-8 (a header, a query string) holds lone
+    # surrogates: written as JSON escapes (`\udcff`), so the answer is always valid UTF-8 JSON.
+    text = json.dumps(body, ensure_ascii=False)
     return web.Response(
-        text=json.dumps(body, ensure_ascii=False),
+        body=text.encode("utf-8", "backslashreplace"),
         status=status,
         content_type="application/json",
         charset="utf-8",
         headers=headers,
     )
+
+
+def _own_error(
+    status: int, code: str, info: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """An answer of the server's own (not a wiki's): JSON in MediaWiki's error envelope."""
+    return _json({"error": {"code": code, "info": info}, "servedby": "replay"}, status, headers)
+
+
+async def _drain(request: web.Request) -> None:
+    """Read (and drop) the rest of a refused body, up to a bound, so that closing the connection
+    does not reset it before the client has read the answer."""
+    left = MAX_DRAIN_BYTES
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(5):
+            while left > 0 and (chunk := await request.content.readany()):
+                left -= len(chunk)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own answers (404 no route, 405, 413 over the body limit) as JSON; an exception
+    in a handler is a JSON 500 (and one traceback in the log), never a plain-text page."""
+    if len(request.raw_path) > MAX_LINE:
+        return _own_error(
+            414,
+            "replay-uri-too-long",
+            f"the request target is {len(request.raw_path)} bytes; the server takes {MAX_LINE} "
+            "(send long parameters as a POST form)",
+        )
+    for name, value in request.raw_headers:
+        if len(name) + len(value) > MAX_LINE:
+            return _own_error(
+                431, "replay-header-too-large", f"a header line is longer than {MAX_LINE} bytes"
+            )
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        headers = {k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")}
+        code = f"replay-http-{e.status}"
+        info = e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
+        if e.status == 405:
+            allowed = headers.get("Allow", "")
+            info = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+        elif e.status == 404:
+            info = (
+                f"no such route: {request.path} (the wikis' APIs are /w/api.php, /w/rest.php/..., "
+                "/api/rest_v1/...; the server's own are /__replay__/...)"
+            )
+        elif e.status == 413:
+            info = f"the request body is larger than {request.app[MAX_BODY_KEY]} bytes"
+            await _drain(request)
+        return _own_error(e.status, code, info, headers)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("internal error answering %s %s", request.method, request.path)
+        return _own_error(
+            500, "replay-internal-error", "internal error in the replay server (see its log)"
+        )
 
 
 def _api_json(text: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -218,9 +309,14 @@ def not_in_fixtures_body(key: RequestKey, reason: str, formatversion: int = 2) -
     return body
 
 
-def _not_in_fixtures(key: RequestKey, reason: str, params: dict[str, str]) -> web.Response:
+def _not_in_fixtures(
+    request: web.Request, key: RequestKey, reason: str, params: dict[str, str]
+) -> web.Response:
     log.warning(
         "NOT IN THE FIXTURES (%s): %s -- record it with --record DIR", reason, key.describe()
+    )
+    request.app[MISSES_KEY].add(
+        {"request": key.describe(), "reason": reason, **key.to_json(), "record": HOW_TO_RECORD}
     )
     body = not_in_fixtures_body(key, reason, api.formatversion_of(params))
     return _json(
@@ -275,10 +371,12 @@ async def _record(
             },
             404,
         )
+    raw_path = request.raw_path
+    if "domain" in request.match_info:
+        # The REST gateway's /{domain}/v1/... is the wiki's own /api/rest_v1/...
+        raw_path = "/api/rest_v1/" + raw_path.split("/v1/", 1)[1]
     try:
-        answer = await upstream.forward(
-            request.method, host, request.raw_path, dict(request.headers), body
-        )
+        answer = await upstream.forward(request.method, host, raw_path, dict(request.headers), body)
     except UpstreamFailure as e:
         entry["answered_by"] = "upstream-failed"
         log.warning("record: %s: %s", key.describe(), e)
@@ -315,7 +413,8 @@ async def _record(
 
 async def handle_wiki(request: web.Request) -> web.StreamResponse:
     """Every wiki request: fault, then record, recording, emulator, or `not in the fixtures`."""
-    host = _wiki_host(request)
+    # The REST gateway form names the wiki in the path (/en.wikipedia.org/v1/...), not the Host.
+    host = request.match_info.get("domain") or _wiki_host(request)
     try:
         items, body = await _read_params(request)
     except BadRequest as e:
@@ -331,7 +430,7 @@ async def handle_wiki(request: web.Request) -> web.StreamResponse:
         "wiki": host,
         "method": request.method,
         "path": request.path,
-        "params": params,
+        "params": redacted(params),
         "user_agent": request.headers.get("User-Agent", ""),
         "fault": fault.mode.value,
         "answered_by": "fault",
@@ -352,6 +451,15 @@ async def handle_wiki(request: web.Request) -> web.StreamResponse:
     if wiki is not None and not wiki.exists:
         entry["answered_by"] = "emulator"
         return _no_wiki(host, [h for h, w in wikis.items() if w.exists])
+    if wiki is not None and request.method in ("GET", "HEAD") and rest.handles(request.path):
+        entry["answered_by"] = "emulator"
+        try:
+            answer = rest.answer(wiki, request.path)
+        except api.NotInFixtures as e:
+            entry["answered_by"] = "not-in-fixtures"
+            return _not_in_fixtures(request, key, str(e), params)
+        headers = {"Content-Type": answer.content_type, **answer.headers}
+        return web.Response(body=answer.body, status=answer.status, headers=headers)
     if wiki is not None and request.path == "/w/api.php":
         entry["answered_by"] = "emulator"
         try:
@@ -361,7 +469,7 @@ async def handle_wiki(request: web.Request) -> web.StreamResponse:
             return _api_json(api.encode(doc, params), {"MediaWiki-API-Error": e.code})
         except api.NotInFixtures as e:
             entry["answered_by"] = "not-in-fixtures"
-            return _not_in_fixtures(key, str(e), params)
+            return _not_in_fixtures(request, key, str(e), params)
         return _api_json(api.encode(doc, params))
     recorded_hosts = store.hosts() if store is not None else {}
     if not WIKIMEDIA_HOST.fullmatch(host) and host not in recorded_hosts:
@@ -373,10 +481,13 @@ async def handle_wiki(request: web.Request) -> web.StreamResponse:
     if store is not None:
         reasons.append(f"no recording in {', '.join(str(d) for d in store.dirs)} matches it")
     if wiki is not None:
-        reasons.append("the emulator answers only /w/api.php")
+        reasons.append(
+            "the emulator answers /w/api.php, /w/rest.php/v1/{revision/<id>,page/<title>}/html "
+            "and page/summary/<title> only"
+        )
     elif request.app[EMULATE_KEY]:
         reasons.append(f"the emulator has no fixture wiki {host}")
-    return _not_in_fixtures(key, ", and ".join(reasons), params)
+    return _not_in_fixtures(request, key, ", and ".join(reasons), params)
 
 
 def mode_of(app: web.Application) -> str:
@@ -413,6 +524,81 @@ async def handle_clear_requests(request: web.Request) -> web.Response:
     return _json({"requests": []})
 
 
+async def handle_get_misses(request: web.Request) -> web.Response:
+    return _json({"misses": request.app[MISSES_KEY].list()})
+
+
+async def handle_clear_misses(request: web.Request) -> web.Response:
+    request.app[MISSES_KEY].clear()
+    return _json({"misses": []})
+
+
+async def handle_eventgate(request: web.Request) -> web.Response:
+    """POST /v1/events as EventGate answers it (wikimedia/eventgate routes/events.js): an event
+    or a list of them; 201 when all are accepted (202 at once with `?hasty`), 400 with
+    `{"invalid": [...]}` when all are invalid, 207 with `invalid` and `error` when some are; an
+    empty body is 400. Accepted events are kept for GET /__replay__/events."""
+    try:
+        raw = await request.read()
+        data = json.loads(raw) if raw.strip() else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return web.Response(status=400, reason="Request body must be JSON encoded events.")
+    if not data:
+        return web.Response(
+            status=400, reason="Request body was empty. Must provide JSON encoded events."
+        )
+    events = data if isinstance(data, list) else [data]
+    invalid = []
+    for event in events:
+        problem = eventgate_problem(event)
+        if problem is not None:
+            invalid.append({"status": "invalid", "event": event, "context": {"message": problem}})
+            continue
+        request.app[EVENTS_KEY].add(
+            {
+                "stream": event["meta"]["stream"],
+                "schema": event["$schema"],
+                "received_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "user_agent": request.headers.get("User-Agent", ""),
+                "event": event,
+            }
+        )
+    n, bad = len(events), len(invalid)
+    if "hasty" in request.query:
+        return web.Response(status=202, reason=f"{n} events hastily received.")
+    if not bad:
+        return web.Response(status=201, reason=f"All {n} out of {n} events were accepted.")
+    if bad == n:
+        return _json({"invalid": invalid}, 400)
+    return _json({"invalid": invalid, "error": []}, 207)
+
+
+def eventgate_problem(event: Any) -> str | None:
+    """Why EventGate would refuse `event` (None: accepted). Every Wikimedia event names its
+    schema (`$schema`) and its stream (`meta.stream`); the schema itself is not checked here."""
+    if not isinstance(event, dict):
+        return "an event is a JSON object"
+    if not isinstance(event.get("$schema"), str) or not event["$schema"]:
+        return "the event has no $schema"
+    meta = event.get("meta")
+    if not isinstance(meta, dict) or not isinstance(meta.get("stream"), str) or not meta["stream"]:
+        return "the event has no meta.stream"
+    return None
+
+
+async def handle_get_events(request: web.Request) -> web.Response:
+    events = request.app[EVENTS_KEY].list()
+    stream = request.query.get("stream")
+    if stream is not None:
+        events = [e for e in events if e["stream"] == stream]
+    return _json({"events": events})
+
+
+async def handle_clear_events(request: web.Request) -> web.Response:
+    request.app[EVENTS_KEY].clear()
+    return _json({"events": []})
+
+
 async def handle_get_fault(request: web.Request) -> web.Response:
     return _json(request.app[FAULTS_KEY].snapshot())
 
@@ -420,7 +606,8 @@ async def handle_get_fault(request: web.Request) -> web.Response:
 async def handle_set_fault(request: web.Request) -> web.Response:
     try:
         data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # ValueError: not JSON, or an integer past Python's digit limit; RecursionError: nesting
         return _json({"error": 'the body must be a JSON object like {"mode": "none"}'}, 400)
     try:
         fault = Fault.parse(data)
@@ -446,11 +633,14 @@ def make_app(
         raise ValueError(f"max_limit must be between 1 and {api.API_MAX_LIMIT}")
     if upstream is not None and (recordings is None or recordings.write_dir is None):
         raise ValueError("record mode needs a RecordingStore with a write_dir")
-    app = web.Application()
+    app = web.Application(middlewares=[_json_errors], client_max_size=MAX_BODY_BYTES)
+    app[MAX_BODY_KEY] = MAX_BODY_BYTES
     app[WIKIS_KEY] = wikis
     app[FAULTS_KEY] = faults or FaultState()
     app[MAX_LIMIT_KEY] = max_limit
     app[REQUESTS_KEY] = RequestLog()
+    app[MISSES_KEY] = RequestLog()
+    app[EVENTS_KEY] = RequestLog(1000)
     app[EMULATE_KEY] = emulate and upstream is None
     if recordings is not None:
         app[RECORDINGS_KEY] = recordings
@@ -465,12 +655,53 @@ def make_app(
     app.router.add_route("POST", "/w/api.php", handle_wiki)
     app.router.add_route("*", "/w/rest.php/{tail:.*}", handle_wiki)
     app.router.add_route("*", "/api/rest_v1/{tail:.*}", handle_wiki)
+    # Wikimedia's REST API through the REST gateway: the wiki's domain leads the path.
+    app.router.add_get(r"/{domain:[a-z0-9-]+(?:\.[a-z0-9-]+)+}/v1/{tail:.*}", handle_wiki)
+    app.router.add_post("/v1/events", handle_eventgate)  # EventGate
     app.router.add_get("/__replay__/health", handle_health)
+    app.router.add_get("/__replay__/misses", handle_get_misses)
+    app.router.add_delete("/__replay__/misses", handle_clear_misses)
+    app.router.add_get("/__replay__/events", handle_get_events)
+    app.router.add_delete("/__replay__/events", handle_clear_events)
     app.router.add_get("/__replay__/fault", handle_get_fault)
     app.router.add_post("/__replay__/fault", handle_set_fault)
     app.router.add_get("/__replay__/requests", handle_get_requests)
     app.router.add_delete("/__replay__/requests", handle_clear_requests)
     return app
+
+
+class _JsonErrorsHandler(RequestHandler):
+    """aiohttp's connection handler, answering a request it cannot parse (a line over 8190
+    bytes, malformed HTTP) with JSON, logged in one line rather than with a traceback."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        why = " ".join(str(exc or message or "").split())
+        log.warning("refused a malformed request (HTTP %d): %s", status, why[:200])
+        if request.writer.output_size > 0:
+            raise ConnectionError("an answer is already under way")
+        resp = _own_error(status, "replay-bad-http", f"malformed HTTP request: {why[:300]}")
+        resp.force_close()
+        return resp
+
+
+class _JsonErrorsServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorsHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _JsonErrorsRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorsServer  # the same server, with the handler above
+        return server
 
 
 class ReplayServer:
@@ -549,6 +780,16 @@ class ReplayServer:
         """The last API requests received (`.list()`, `.clear()`)."""
         return self.app[REQUESTS_KEY]
 
+    @property
+    def misses(self) -> RequestLog:
+        """The requests answered `replay-not-in-fixtures` (`.list()`, `.clear()`)."""
+        return self.app[MISSES_KEY]
+
+    @property
+    def events(self) -> RequestLog:
+        """The events EventGate (POST /v1/events) accepted (`.list()`, `.clear()`)."""
+        return self.app[EVENTS_KEY]
+
     def set_fault(self, mode: str | FaultMode, **options: Any) -> None:
         """Switch the fault of the running server: `mode` and the `Fault` fields as keywords."""
         self.faults.set(Fault.parse({"mode": str(mode), **options}))
@@ -580,12 +821,14 @@ class ReplayServer:
         return self
 
     async def _serve(self) -> None:
-        self._runner = web.AppRunner(
+        self._runner = _JsonErrorsRunner(
             self.app,
             handler_cancellation=True,  # a slow fault stops when its client gives up
             shutdown_timeout=1.0,
             access_log=logging.getLogger("sandbox.mediawiki.access") if self.access_log else None,
             access_log_format='%a "%r" %s %b Host=%{Host}i "%{User-Agent}i"',
+            max_line_size=MAX_READ_LINE,
+            max_field_size=MAX_READ_LINE,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -615,7 +858,10 @@ class ReplayServer:
 DESCRIPTION = (
     "Serve the wikis' APIs (the MediaWiki Action API /w/api.php, the REST API /w/rest.php) "
     "offline for isvcs, choosing the wiki by the Host header; point an isvc at it with "
-    "WIKI_URL=http://127.0.0.1:8090. Three modes: emulate (default: answers from fixture wikis, "
+    "WIKI_URL=http://127.0.0.1:8090 (and REST_GATEWAY_ENDPOINT=http://127.0.0.1:8090/, "
+    "EVENTGATE_URL=http://127.0.0.1:8090/v1/events: the emulator also answers MediaWiki REST's "
+    "HTML and page summary, Wikidata's wbgetentities and EventGate, and keeps the events at "
+    "/__replay__/events). Three modes: emulate (default: answers from fixture wikis, "
     "the packaged ones or --fixtures DIR), replay (--replay DIR: recorded exchanges, byte for "
     "byte; add --emulate to fall back on the emulator) and record (--record DIR: forwards every "
     "request to the real wiki over HTTPS and stores it in DIR, for --replay later). A request "

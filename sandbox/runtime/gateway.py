@@ -11,10 +11,15 @@ URL forms (Lift Wing's client surfaces):
 - public API Gateway: `/service/lw/inference/v1/models/<isvc>:predict` with any Host, rewritten
   to `/v1/models/<isvc>:predict` for the isvc's Host, as api.wikimedia.org's REST gateway does.
 
+An absolute-form request target (`POST http://<isvc>.<ns>.wikimedia.org/v1/models/...`) is routed
+by its authority, not by the Host header (RFC 9112 §3.2.2).
+
 Every error the gateway itself answers is JSON `{"error": "..."}`: 400 for malformed HTTP and a
-missing Host, 404 for an unknown Host or isvc (listing the known ones), 408 when the body does
-not arrive in time, 413 over the body limit, 431 for oversized headers, 502 when the isvc does
-not answer, 503 when its queue is full, 504 when it is too slow.
+missing or malformed Host (a port that is not digits up to 65535), 404 for an unknown Host or
+isvc (listing the known ones), 408 when the headers or the body do not arrive in time, 413 over
+the body limit, 431 for oversized headers, 502 when the isvc does not answer, 503 when its queue
+is full or while nothing healthy serves it (being replaced after a crash), 504 when it is too
+slow.
 
 Both sides speak HTTP/1.1 with httptools (llhttp) on asyncio/uvloop: a server protocol that
 reads each body whole before forwarding it, and a pool of keep-alive connections per isvc.
@@ -77,8 +82,9 @@ CLIENT_IDLE_S = 75.0  # an idle client connection is closed after this (aiohttp'
 @dataclass(frozen=True)
 class Route:
     host: str
-    url: str
+    url: str  # "" while nothing healthy serves the isvc (then `unavailable` says why)
     isvc: str
+    unavailable: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,9 @@ class Settings:
     max_connections: int = 256
     max_pending: int = 256
     idle_timeout_s: float = 4.0
+    # From the first byte of a request until its headers are complete (Envoy's
+    # request_headers_timeout; 0 = off, Envoy's default). 408 past it.
+    request_headers_timeout_s: float = 10.0
 
 
 def load_routes(path: Path) -> dict[str, Route]:
@@ -103,20 +112,45 @@ def load_routes(path: Path) -> dict[str, Route]:
         host = host.lower()
         if isinstance(target, str):  # the format before isvc names: {host: url}
             target = {"url": target, "isvc": host.split(".")[0]}
-        routes[host] = Route(host, target["url"].rstrip("/"), target["isvc"])
+        url = (target.get("url") or "").rstrip("/")
+        reason = target.get("unavailable") or ("" if url else "it has no healthy backend")
+        routes[host] = Route(host, url, target["isvc"], reason if not url else "")
     return routes
 
 
-def write_routes(path: Path, routes: dict[str, dict[str, str]]) -> None:
+def write_routes(path: Path, routes: dict[str, dict[str, str | None]]) -> None:
     """Atomically replace the routes file, `{host: {"url": ..., "isvc": ...}}` (the gateway never
-    reads a half-written one)."""
+    reads a half-written one). A route whose `url` is None is held: the gateway keeps the Host and
+    answers 503 with the route's `unavailable` reason (an isvc being replaced after a crash)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    body = {host: {"url": r["url"], "isvc": r["isvc"]} for host, r in routes.items()}
+    body = {
+        host: {"url": r["url"], "isvc": r["isvc"]}
+        | ({"unavailable": r["unavailable"]} if r.get("unavailable") else {})
+        for host, r in routes.items()
+    }
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private, like the run dir
     with os.fdopen(fd, "w") as f:
         json.dump(body, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
+
+
+# RFC 3986 §3.2.2-3: an IP literal in brackets or a reg-name, then an optional port of digits
+# (which may be empty). A reg-name holds no space, `/`, `?`, `#`, `@`, `[`, `]` or `:`.
+_AUTHORITY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s/?#@\[\]:]*)(?::([^:]*))?")
+_ABSOLUTE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^#]*)", re.DOTALL)
+
+
+def split_authority(value: str) -> tuple[str, str] | None:
+    """(host lower-cased, port) of a Host header or a request target's authority, or None when
+    it is not one: a port that is not digits or over 65535 (`:abc`, `:99999`)."""
+    m = _AUTHORITY.fullmatch(value.strip())
+    if m is None:
+        return None
+    host, port = m.group(1).lower().rstrip("."), m.group(2) or ""
+    if port and (not port.isascii() or not port.isdigit() or len(port) > 5 or int(port) > 65535):
+        return None
+    return host, port
 
 
 def clip(text: str, limit: int = LOG_FIELD_MAX) -> str:
@@ -177,6 +211,7 @@ class _Downstream(asyncio.Protocol):
         self.closed = False
         self.idle_handle: asyncio.TimerHandle | None = None
         self.body_handle: asyncio.TimerHandle | None = None
+        self.headers_handle: asyncio.TimerHandle | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -197,7 +232,7 @@ class _Downstream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        for handle in (self.idle_handle, self.body_handle):
+        for handle in (self.idle_handle, self.body_handle, self.headers_handle):
             if handle is not None:
                 handle.cancel()
         if self.task is not None:
@@ -233,6 +268,24 @@ class _Downstream(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._reset()
         self.started = self.loop.time()
+        self.headers_handle = self.loop.call_later(self._headers_limit()[0], self._headers_timeout)
+
+    def _headers_limit(self) -> tuple[float, str]:
+        """How long the headers may take, and the flag that says so: --request-headers-timeout,
+        or --timeout (which counts from the request's first byte) when it is shorter or the
+        other is off."""
+        s = self.gateway.settings
+        if 0 < s.request_headers_timeout_s <= s.timeout_s:
+            return s.request_headers_timeout_s, "--request-headers-timeout"
+        return s.timeout_s, "--timeout"
+
+    def _headers_timeout(self) -> None:
+        self.headers_handle = None
+        if not self.answered:
+            limit, flag = self._headers_limit()
+            self._refuse(
+                _error(408, f"the request headers did not arrive within {limit:g}s ({flag})", True)
+            )
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -250,6 +303,9 @@ class _Downstream(asyncio.Protocol):
             self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        if self.headers_handle is not None:
+            self.headers_handle.cancel()
+            self.headers_handle = None
         limit = self.gateway.settings.max_body_bytes
         length = None
         expect = False
@@ -614,6 +670,19 @@ class Gateway:
     def _find(self, request: Request) -> tuple[Route, str] | Answer:
         """The route and the upstream path of a request, or the gateway's own answer."""
         path = request.raw_path
+        host_header = request.host
+        absolute = _ABSOLUTE.fullmatch(path) if not path.startswith("/") else None
+        if absolute is not None:
+            # RFC 9112 §3.2.2: the target's authority, not the Host header, names the origin.
+            scheme, authority, rest = absolute.groups()
+            if scheme.lower() not in ("http", "https") or not authority:
+                return _error(
+                    400,
+                    f"an absolute request target must be http://<host>/<path>; got {clip(path)!r}",
+                    close=True,
+                )
+            host_header = request.host = authority  # X-Forwarded-Host and the log say it too
+            path = rest if rest.startswith("/") else "/" + rest
         if path.startswith(PUBLIC_PREFIX) or path.startswith("//"):
             m = PUBLIC_FORM.fullmatch(path)
             if m:
@@ -628,7 +697,6 @@ class Gateway:
                     "the API Gateway form is POST /service/lw/inference/v1/models/<isvc>:predict; "
                     f"known isvcs: {self._known()}",
                 )
-        host_header = request.host
         if host_header is None:
             return _error(
                 400,
@@ -636,14 +704,22 @@ class Gateway:
                 "or use /service/lw/inference/v1/models/<isvc>:predict",
                 close=True,
             )
-        host = host_header.rsplit(":", 1)[0].lower() if not host_header.endswith("]") else ""
+        authority = split_authority(host_header)
+        if authority is None:
+            return _error(
+                400,
+                f"the Host {clip(host_header)!r} is not a host with an optional port (digits, "
+                "at most 65535): send Host: <isvc>.<namespace>.wikimedia.org",
+                close=True,
+            )
+        host = authority[0]
         route = self.routes.get(host)
         if route is None:
             if path.split("?", 1)[0] == HEALTH_PATH:
                 health = {
                     "status": "ok",
                     # host -> upstream: `ml-sandbox up` waits until a route switch is served
-                    "routes": {h: r.url for h, r in sorted(self.routes.items())},
+                    "routes": {h: r.url or None for h, r in sorted(self.routes.items())},
                     "isvcs": sorted(self.by_isvc),
                 }
                 return Answer(
@@ -660,6 +736,12 @@ class Gateway:
             return found
         route, path = found
         s = self.settings
+        if not route.url:  # kept while it is replaced: never a 404 for a known isvc
+            answer = _error(
+                503, f"{route.isvc} (Host {route.host}) is unavailable: {route.unavailable}"
+            )
+            answer.headers.append(("Retry-After", "1"))
+            return answer
         upstream = route.url
         busy = self.in_flight.get(upstream, 0)
         if busy >= s.max_connections + s.max_pending:
@@ -716,6 +798,13 @@ def main(argv: list[str] | None = None) -> int:
         "waiting for a connection, the isvc's answer (408 or 504 past it)",
     )
     parser.add_argument(
+        "--request-headers-timeout",
+        type=float,
+        default=defaults.request_headers_timeout_s,
+        help="seconds from the first byte of a request until its headers are complete, 408 past "
+        "it (Envoy's request_headers_timeout; 0 turns it off, Envoy's default)",
+    )
+    parser.add_argument(
         "--connect-timeout",
         type=float,
         default=defaults.connect_timeout_s,
@@ -754,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.max_pending < 0:
         parser.error("--max-pending must be >= 0")
+    if not 0 <= args.request_headers_timeout < float("inf"):
+        parser.error("--request-headers-timeout must be >= 0 (0: off)")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s gateway %(message)s", stream=sys.stdout
     )
@@ -764,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
         max_connections=args.max_connections,
         max_pending=args.max_pending,
         idle_timeout_s=args.idle_timeout,
+        request_headers_timeout_s=args.request_headers_timeout,
     )
     gateway = Gateway(args.routes, settings)
 

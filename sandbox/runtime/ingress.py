@@ -32,9 +32,15 @@ def gateway_url(st: State) -> str | None:
     return st.gateway.url if st.gateway else None
 
 
-def _routes(st: State) -> dict[str, dict[str, str]]:
-    """The gateway's routes: {host: {"url", "isvc"}}."""
-    return {h: {"url": r.url, "isvc": r.isvc} for h, r in st.routes().items() if r.url}
+def _routes(st: State, held: dict[str, tuple[str, str]] | None = None) -> dict[str, dict]:
+    """The gateway's routes: {host: {"url", "isvc"}}; `held` ({host: (isvc, reason)}) keeps a
+    Host that nothing healthy serves right now (url None: the gateway answers 503 with reason)."""
+    routes: dict[str, dict] = {
+        h: {"url": r.url, "isvc": r.isvc} for h, r in st.routes().items() if r.url
+    }
+    for host, (isvc, reason) in (held or {}).items():
+        routes.setdefault(host, {"url": None, "isvc": isvc, "unavailable": reason})
+    return routes
 
 
 def ensure_gateway(
@@ -77,11 +83,16 @@ def ensure_gateway(
 PUBLISH_TIMEOUT_S = 10.0
 
 
-def publish(st: State, timeout_s: float = PUBLISH_TIMEOUT_S) -> bool:
-    """Make the gateway route exactly the state's serving isvcs, and wait until its health
-    endpoint reports that it does. False when it did not within `timeout_s` (the gateway then
-    still serves what it served before); True when it does, or when no gateway runs."""
-    routes = _routes(st)
+def publish(
+    st: State,
+    held: dict[str, tuple[str, str]] | None = None,
+    timeout_s: float = PUBLISH_TIMEOUT_S,
+) -> bool:
+    """Make the gateway route exactly the state's serving isvcs (and `held` Hosts, answered 503
+    with a reason), and wait until its health endpoint reports that it does. False when it did
+    not within `timeout_s` (the gateway then still serves what it served before); True when it
+    does, or when no gateway runs."""
+    routes = _routes(st, held)
     write_routes(routes_file(), routes)
     gw = st.gateway
     if not (gw and processes.alive(gw.process)):

@@ -219,6 +219,7 @@ class _Undo:
     gateway: bool = False
     mediawiki: bool = False
     isvcs: list[str] = field(default_factory=list)
+    held: bool = False  # a crashed isvc's Host is held (503) while it is replaced
 
 
 class HostTarget:
@@ -321,9 +322,12 @@ class HostTarget:
             print(f"✓ {service.name} is up to date{where}", file=sys.stderr)
             return
         if current and not healthy:
-            # Not serving anyway: stop it first, so its ports and names are free again.
+            # Not serving anyway: stop it first, so its ports and names are free again. Its Host
+            # stays routed (503 with the reason, never 404) until the new version serves it.
+            why = f"its {b.unit} stopped and `up` is starting a new one; retry shortly"
             with step(f"stopping {service.name} (it has a stopped {b.unit})"):
-                self._remove(st, key)
+                self._remove(st, key, held={current.host: (service.name, why)})
+                undo.held = True
             current = None
         leftover = st.starting.pop(key, None)  # a start that a SIGKILLed `up` left behind
         if leftover:
@@ -393,9 +397,9 @@ class HostTarget:
             f"is left running. Its output:\n{log}"
         )
 
-    def _remove(self, st: State, key: str) -> None:
+    def _remove(self, st: State, key: str, held: dict[str, tuple[str, str]] | None = None) -> None:
         rec = st.isvcs.pop(key, None)
-        ingress.publish(st)
+        ingress.publish(st, held)
         st.save()
         if rec:
             self._retire(rec)
@@ -425,6 +429,8 @@ class HostTarget:
                 st.save()
             if not self._has_isvcs(st) and self.name not in st.mediawiki:
                 self.backend.cleanup_idle(st)
+            if undo.held:  # the replacement failed: the held Host goes (404 again)
+                ingress.publish(st)
             if undo.gateway:
                 ingress.stop_gateway_if_idle(st)
 

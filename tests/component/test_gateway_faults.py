@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -502,3 +503,143 @@ def test_an_answer_delimited_by_closing_the_connection_is_forwarded(gateway):
         assert gw.request("/v1/models/echo:predict")[2] == {"old": 1}
     finally:
         server.close()
+
+
+# -- issue 16: slow headers, Host ports, absolute-form targets, a held route ----------------------
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["stalled", "one-byte-at-a-time"])
+def test_slow_headers_get_408_json_at_the_headers_timeout(gateway, echo, trickle):
+    """Envoy's request_headers_timeout: from the first byte until the headers are complete
+    (envoyproxy/envoy source/common/http/conn_manager_impl.cc onRequestHeaderTimeout: 408)."""
+    gw = gateway(_route(echo), "--timeout", "30", "--request-headers-timeout", "1")
+    head = f"POST /v1/models/echo:predict HTTP/1.1\r\nHost: {ECHO_HOST}\r\nX-Slow: ".encode()
+    pieces = [head, *(b"a" for _ in range(30))] if trickle else [head]
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        for piece in pieces:
+            try:
+                sock.sendall(piece)
+            except OSError:
+                break
+            time.sleep(0.1)
+        status, headers, body = _read_response(sock)
+    assert status == 408, body
+    assert headers["content-type"].startswith("application/json")
+    assert "--request-headers-timeout" in json.loads(body)["error"]
+    assert time.monotonic() - started < 3.5  # 1 s (+ the trickle loop's last sleeps), not 30
+    assert gw.request("/v1/models/echo:predict")[0] == 200
+
+
+def test_slow_headers_are_also_bounded_by_the_request_timeout(gateway, echo):
+    """--timeout counts from a request's first byte: headers past it are 408 too, even with the
+    headers timeout off (0, Envoy's default)."""
+    gw = gateway(_route(echo), "--timeout", "1", "--request-headers-timeout", "0")
+    head = f"POST /v1/models/echo:predict HTTP/1.1\r\nHost: {ECHO_HOST}\r\nX-Slow: ".encode()
+    started = time.monotonic()
+    status, _, body = _raw(gw.port, [head])
+    assert status == 408, body
+    assert "--timeout" in json.loads(body)["error"]
+    assert time.monotonic() - started < 3
+
+
+def test_headers_that_arrive_in_time_are_not_cut_off(gateway, echo):
+    gw = gateway(_route(echo), "--request-headers-timeout", "1")
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        for _ in range(3):  # keep-alive: each request gets its own header budget
+            sock.sendall(f"GET /v1/models/echo HTTP/1.1\r\nHost: {ECHO_HOST}\r\n\r\n".encode())
+            assert _read_response(sock)[0] == 200
+            time.sleep(0.6)
+
+
+def test_the_headers_timeout_flag_is_checked(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox.runtime.gateway", "--routes", str(tmp_path / "r.json"),
+         "--request-headers-timeout", "-1"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--request-headers-timeout" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "host",
+    [f"{ECHO_HOST}:abc", f"{ECHO_HOST}:99999", f"{ECHO_HOST}:-1", f"{ECHO_HOST}:\u00b2",
+     f"{ECHO_HOST}:80:80", f"{ECHO_HOST}:123456", f"user@{ECHO_HOST}", f"{ECHO_HOST}/x"],
+)  # fmt: skip
+def test_a_host_with_a_bad_port_is_400_json(gateway, echo, host):
+    gw = gateway(_route(echo))
+    raw = f"GET /v1/models/echo HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    status, headers, body = _raw(gw.port, [raw])
+    assert status == 400, body
+    assert headers["content-type"].startswith("application/json")
+    assert "Host" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize(
+    "host", [ECHO_HOST, f"{ECHO_HOST}:8080", f"{ECHO_HOST}:", ECHO_HOST.upper()]
+)
+def test_a_host_with_a_good_port_or_none_is_routed(gateway, echo, host):
+    gw = gateway(_route(echo))
+    assert gw.request("/v1/models/echo:predict", host=host)[0] == 200
+
+
+def test_an_absolute_form_target_is_routed_by_its_authority(gateway, echo):
+    """RFC 9112 §3.2.2: the target's authority names the origin; the Host header is ignored."""
+    gw = gateway(_route(echo))
+    target = f"http://{ECHO_HOST}:8080/v1/models/echo:predict?x=1"
+    raw = (
+        f"POST {target} HTTP/1.1\r\nHost: nothing.ns.wikimedia.org\r\nContent-Length: 2\r\n\r\n{{}}"
+    )
+    status, _, body = _raw(gw.port, [raw.encode()])
+    assert status == 200, body
+    echoed = json.loads(body)
+    assert echoed["raw_path"] == "/v1/models/echo:predict"
+    assert echoed["query"] == "x=1"
+    assert echoed["headers"]["host"] == ECHO_HOST
+    assert echoed["headers"]["x-forwarded-host"] == f"{ECHO_HOST}:8080"
+    # ...and not by the Host header: an authority naming no isvc is 404 even with a good Host.
+    raw = (
+        f"GET http://nothing.ns.wikimedia.org/v1/models/echo HTTP/1.1\r\nHost: {ECHO_HOST}\r\n\r\n"
+    )
+    status, _, body = _raw(gw.port, [raw.encode()])
+    assert status == 404, body
+    assert "nothing.ns.wikimedia.org" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize(
+    "target", ["ftp://echo.ns.wikimedia.org/v1/models/echo", "http:///v1/models/echo",
+               f"http://{ECHO_HOST}:99999/v1/models/echo"],
+)  # fmt: skip
+def test_a_bad_absolute_form_target_is_400_json(gateway, echo, target):
+    gw = gateway(_route(echo))
+    status, headers, body = _raw(
+        gw.port, [f"GET {target} HTTP/1.1\r\nHost: {ECHO_HOST}\r\n\r\n".encode()]
+    )
+    assert status == 400, body
+    assert headers["content-type"].startswith("application/json")
+
+
+def test_a_held_route_is_503_json_with_its_reason_never_404(gateway, echo):
+    """While an isvc is replaced after a crash, its Host stays known (issue 16, item 12)."""
+    reason = "its previous version crashed and a new one is starting"
+    gw = gateway({ECHO_HOST: {"url": None, "isvc": "echo", "unavailable": reason}})
+    public = "/service/lw/inference/v1/models/echo:predict"
+    for path, host in [("/v1/models/echo:predict", ECHO_HOST), (public, "api.wikimedia.org")]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{gw.port}{path}", data=b"{}", headers={"Host": host}
+        )
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=10)
+        assert info.value.code == 503
+        assert info.value.headers["Retry-After"] == "1"
+        assert reason in json.loads(info.value.read())["error"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{gw.port}{HEALTH_PATH}", timeout=5) as r:
+        assert json.loads(r.read())["routes"] == {ECHO_HOST: None}
+    # The route comes back: served again.
+    write_routes(gw.routes, _route(echo))
+    gw.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while gw.request("/v1/models/echo:predict")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

@@ -145,3 +145,19 @@ def test_predictions_differ_by_article(sandbox, services):
     # follows it (`redirects`), and the article URL keeps the title as sent.
     assert resp.json()["prediction"]["article"] == "https://en.wikipedia.org/wiki/Chloe Wofford"
     assert resp.json()["prediction"]["results"][0]["topic"] == "Culture.Biography.Biography*"
+
+
+def test_predict_names_the_mediawiki_answer_that_is_missing(sandbox, services):
+    """A page the fixtures do not have: the isvc answers with production's error, and
+    `ml-sandbox predict` says which MediaWiki request was missing and how to record it."""
+    if sandbox.target not in ("local", "docker"):
+        pytest.skip("predict reads the replay server from this machine's state")
+    from tests.e2e.conftest import cli
+
+    data = json.dumps({"lang": "en", "page_title": "Douglas Adams", "threshold": 0.3})
+    proc = cli("predict", "outlink-topic-model", "--data", data, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (
+        "MediaWiki answer missing: GET en.wikipedia.org/w/api.php?action=query&format=json"
+        "&titles=Douglas Adams; record it with "
+    ) in proc.stderr, proc.stderr

@@ -7,7 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -64,6 +67,29 @@ def _assert_nothing_left() -> None:
     assert _marked() == []
 
 
+def _probe_while(port: str, host: str) -> tuple[list[int], threading.Event]:
+    """Statuses of GET /v1/models/<isvc> through the gateway, as fast as it answers, until the
+    returned event is set."""
+    seen: list[int] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.is_set():
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/models/{host.split('.')[0]}", headers={"Host": host}
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    seen.append(r.status)
+            except urllib.error.HTTPError as e:
+                seen.append(e.code)
+            except OSError:
+                seen.append(0)
+
+    threading.Thread(target=probe, daemon=True).start()
+    return seen, done
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -104,9 +130,15 @@ def test_up_is_idempotent_status_shows_crash_and_down_cleans_up(run_dir):
     assert crashed.returncode == 1
     assert "exited" in crashed.stdout
 
-    # up restarts what crashed
-    restarted = cli("up", "langid", "--port", port)
+    # up restarts what crashed, and its Host is never unknown meanwhile (issue 16, item 12):
+    # 502 (the crashed one) or 503 with a reason (being replaced), never 404.
+    seen, done = _probe_while(port, "langid.llm.wikimedia.org")
+    try:
+        restarted = cli("up", "langid", "--port", port)
+    finally:
+        done.set()
     assert "stopping langid (it has a stopped process)" in restarted.stderr
+    assert seen and 404 not in seen, sorted(set(seen))
     ok = cli("predict", "langid", "english")
     assert "eng_Latn" in ok.stdout
 
