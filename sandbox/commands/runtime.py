@@ -78,6 +78,16 @@ def _add_up_args(p: argparse.ArgumentParser, default_target: str) -> None:
         metavar="KEY=VALUE",
         help="extra environment for every component, over service.yaml's (repeatable)",
     )
+    p.add_argument(
+        "--console",
+        nargs="?",
+        type=int,
+        const=8088,
+        default=None,
+        metavar="PORT",
+        help="also serve the console (a web page of the sandbox) on 127.0.0.1:PORT (default "
+        "8088), beside the gateway; `down` stops it",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -204,9 +214,24 @@ def _mediawiki(value: str) -> str:
 def cmd_up(args: argparse.Namespace) -> int:
     services = _services(args)
     name = targets.resolve(args.target)
-    targets.get(name).up(services, _options(args, name))
+    opts = _options(args, name)
+    _check_console_port(args)
+    targets.get(name).up(services, opts)
+    _start_console(args, name)
     _print_next_steps(services, name)
     return 0
+
+
+def _check_console_port(args: argparse.Namespace) -> None:
+    if args.console is not None and not 0 < args.console < 65536:
+        raise RunError(f"--console must be a TCP port, got {args.console}")
+
+
+def _start_console(args: argparse.Namespace, target: str) -> None:
+    if args.console is not None:
+        from sandbox.console import launch
+
+        launch.ensure(args.console, target)
 
 
 def _print_next_steps(services: list[Service], target: str) -> None:
@@ -232,7 +257,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         target.down([s.name for s in services])
         return 0
     opts = _options(args, name)
+    _check_console_port(args)
     target.up(services, opts)
+    _start_console(args, name)
     failed = target.smoke(services)
     _print_next_steps(services, name)
     if failed:
@@ -253,6 +280,10 @@ def cmd_down(args: argparse.Namespace) -> int:
         catalog.select(names)
     chosen = [args.target] if args.target else targets.active()
     results = [targets.get(t).down(names) for t in chosen]
+    if not names:
+        from sandbox.console import launch
+
+        results.append(launch.stop())
     if not names and not any(r is not False for r in results):
         print("nothing is running", file=sys.stderr)
     return 0
@@ -264,7 +295,10 @@ def _all_status(only: str | None = None) -> list[ComponentStatus]:
     rows: list[ComponentStatus] = []
     for name in [only] if only else targets.active():
         rows += targets.get(name).status()
-    return rows + ingress.status(state.read())
+    from sandbox.console import launch
+
+    st = state.read()
+    return rows + ingress.status(st) + launch.status(st)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
