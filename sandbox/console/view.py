@@ -118,22 +118,27 @@ _restarts_cache: dict[str, tuple[tuple[int, int], int]] = {}
 
 def _run_facts(target: str, isvc: str, component: str, pid: int | None) -> dict[str, Any]:
     return {
-        "uptime_s": _uptime(target, pid, isvc, component),
+        "started_at": _started_at(target, pid, isvc, component),
         "restarts": _restarts(target, isvc, component),
     }
 
 
-def _uptime(target: str, pid: int | None, isvc: str, component: str) -> float | None:
+def _started_at(target: str, pid: int | None, isvc: str, component: str) -> float | None:
+    """When the process (its pid, from /proc) or container (`docker inspect`) started, epoch
+    seconds: the page counts the uptime from it."""
     if pid:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            boot_s = float(Path("/proc/uptime").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
+            btime = next(
+                int(line.split()[1])
+                for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime ")
+            )
+        except (OSError, IndexError, ValueError, StopIteration):
             return None
-        return max(0.0, boot_s - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+        return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     if target == "docker":
-        started = _container_started(isvc, component)
-        return None if started is None else max(0.0, time.time() - started)
+        return _container_started(isvc, component)
     return None
 
 

@@ -22,6 +22,14 @@ function h(tag, attrs, ...children) {
   return el;
 }
 const $ = (id) => document.getElementById(id);
+const uptime = (startedAt) =>
+  h("span", { class: "uptime", "data-started": startedAt ?? "" }, fmtDuration(startedAt ? Date.now() / 1000 - startedAt : null));
+function tickUptimes() {
+  for (const el of document.querySelectorAll(".uptime[data-started]")) {
+    const t = parseFloat(el.dataset.started);
+    if (!Number.isNaN(t)) el.textContent = fmtDuration(Date.now() / 1000 - t);
+  }
+}
 const badge = (s) => h("span", { class: `badge ${s}`, "data-state": s }, s);
 
 function fmtDuration(s) {
@@ -138,7 +146,7 @@ function componentTable(components) {
       h("td", {}, badge(c.state)),
       h("td", { class: "mono" }, c.address),
       h("td", { class: "mono" }, c.container || c.pid || "–"),
-      h("td", { class: "num" }, fmtDuration(c.uptime_s)),
+      h("td", { class: "num" }, uptime(c.started_at)),
       h("td", { class: "num" }, c.restarts ?? "–"))));
 }
 
@@ -164,7 +172,7 @@ function renderOverview() {
   const plat = ov.platform.map((p) => h("tr", { "data-component": p.component },
     h("td", {}, p.component), h("td", {}, p.target), h("td", {}, badge(p.state)),
     h("td", { class: "mono" }, p.address), h("td", { class: "mono" }, p.pid || "–"),
-    h("td", { class: "num" }, fmtDuration(p.uptime_s)), h("td", { class: "muted" }, p.detail || "")));
+    h("td", { class: "num" }, uptime(p.started_at)), h("td", { class: "muted" }, p.detail || "")));
   main.append(h("section", { class: "panel" },
     h("h2", {}, "Platform"),
     plat.length
@@ -455,6 +463,7 @@ async function start() {
     renderHeader(state.overview);
   } catch (e) { /* the event stream will bring it */ }
   window.addEventListener("hashchange", route);
+  setInterval(tickUptimes, 1000);
   route();
   connectEvents();
 }
