@@ -1,7 +1,7 @@
 """Import boundaries: each layer imports only what is below it, so a change stays in its layer.
 
 errors, paths, hints, progress  <- catalog, checks  <- models, images, manifests, schemas
-<- runtime  <- commands, cli.   serving (what isvcs import) and mediawiki stand alone.
+<- runtime  <- commands, console, cli.   serving (what isvcs import) and mediawiki stand alone.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ FORBIDDEN = {
     "sandbox.images": ["sandbox.runtime", "sandbox.commands"],
     "sandbox.manifests": ["sandbox.runtime", "sandbox.commands"],
     "sandbox.schemas": ["sandbox.runtime", "sandbox.commands"],
-    "sandbox.runtime": ["sandbox.commands", "sandbox.cli"],
+    "sandbox.runtime": ["sandbox.commands", "sandbox.console", "sandbox.cli"],
+    "sandbox.console": ["sandbox.cli"],  # a front-end over commands and runtime
     "sandbox.runtime.logpipe": ["sandbox."],  # runs next to any isvc: stdlib only
     "sandbox.isvc": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
     "sandbox.isvc.launch": ["sandbox."],  # run by the isvc's own interpreter: stdlib only

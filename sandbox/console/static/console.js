@@ -15,7 +15,7 @@ function h(tag, attrs, ...children) {
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -337,10 +337,10 @@ function latencyChart(reqs) {
   const max = Math.max(1, ...last.map((r) => r.ms));
   const w = 600 / Math.max(last.length, 1);
   last.forEach((r, i) => {
-    const bh = Math.max(1, (r.ms / max) * 120);
+    const bh = Math.max(1, (r.ms / max) * 110);
     const rect = document.createElementNS(NS, "rect");
     rect.setAttribute("x", String(i * w + 0.5));
-    rect.setAttribute("y", String(130 - bh));
+    rect.setAttribute("y", String(136 - bh));
     rect.setAttribute("width", String(Math.max(1, w - 1)));
     rect.setAttribute("height", String(bh));
     rect.setAttribute("class", r.status >= 400 ? "bar err" : "bar");
