@@ -223,8 +223,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _check_console_port(args: argparse.Namespace) -> None:
-    if args.console is not None and not 0 < args.console < 65536:
-        raise RunError(f"--console must be a TCP port, got {args.console}")
+    if args.console is not None:
+        from sandbox.console import launch
+
+        launch.check(args.console)
 
 
 def _start_console(args: argparse.Namespace, target: str) -> None:

@@ -19,6 +19,20 @@ from sandbox.runtime.state import ServerRecord
 DEFAULT_PORT = 8088
 
 
+def check(port: int) -> None:
+    """Refuse a console port that is not free (unless our console already serves there), before
+    `up` starts anything."""
+    if not 0 < port < 65536:
+        raise RunError(f"--console must be a TCP port, got {port}")
+    current = state.read().console
+    if current and current.port == port and processes.alive(current.process):
+        return
+    if processes.port_in_use(port):
+        raise RunError(
+            f"port {port} is already in use; give the console another one: --console PORT"
+        )
+
+
 def ensure(port: int, target: str | None = None) -> str:
     """Start the console on `port` unless it already runs there; its URL."""
     url = f"http://127.0.0.1:{port}/"

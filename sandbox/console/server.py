@@ -106,7 +106,8 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def isvc(request: web.Request) -> web.Response:
-    return web.json_response(await _blocking(view.isvc_page, request.match_info["isvc"]))
+    name = request.match_info["isvc"]
+    return web.json_response(await _blocking(view.isvc_page, name, request.app[TARGET_KEY]))
 
 
 async def requests_(request: web.Request) -> web.Response:
@@ -129,7 +130,8 @@ async def predict(request: web.Request) -> web.Response:
     if (sample is None) == (data is None) or not isinstance(sample or data, str):
         raise _json_error(400, "give either a sample name or a body (a string)")
     name = request.match_info["isvc"]
-    return web.json_response(await _blocking(view.predict, name, sample, data))
+    target = request.app[TARGET_KEY]
+    return web.json_response(await _blocking(view.predict, name, sample, data, target))
 
 
 async def act(request: web.Request) -> web.Response:

@@ -191,7 +191,7 @@ def _restarts(target: str, isvc: str, component: str) -> int | None:
 
 
 # -- one isvc -----------------------------------------------------------------------------------
-def isvc_page(name: str) -> dict[str, Any]:
+def isvc_page(name: str, target: str | None = None) -> dict[str, Any]:
     """The isvc's service.yaml facts, its samples and how to call it."""
     service = catalog.get(name)
     facts = service.model_dump(mode="json", exclude={"samples"})
@@ -213,7 +213,7 @@ def isvc_page(name: str) -> dict[str, Any]:
         "service_yaml": text,
         "service_yaml_path": str(yaml_file),
         "samples": [_sample(s) for s in service.samples],
-        "gateway": ingress.gateway_url(state.read()),
+        "gateway": ingress_url(target),
     }
 
 
@@ -232,11 +232,23 @@ def _check_label(check: Any) -> str:
     return f"{check.path}: " + ", ".join(f"{k} {v!r}" for k, v in rules.items())
 
 
-def predict(name: str, sample_name: str | None, body: str | None) -> dict[str, Any]:
-    """`ml-sandbox predict`: POST through the gateway with the isvc's Host; with a sample, its
+def ingress_url(target: str | None) -> str | None:
+    """Where requests enter: the gateway (local, docker), or the Istio ingress (minikube, as its
+    smoke test sends them)."""
+    if target == "minikube":
+        from sandbox.runtime.minikube import ingress_url as minikube_ingress
+
+        return minikube_ingress()
+    return ingress.gateway_url(state.read())
+
+
+def predict(
+    name: str, sample_name: str | None, body: str | None, target: str | None = None
+) -> dict[str, Any]:
+    """`ml-sandbox predict`: POST through the ingress with the isvc's Host; with a sample, its
     checks, each shown ✓ or ✗ (each evaluated alone by the same `evaluate`)."""
     service = catalog.get(name)
-    base = ingress.gateway_url(state.read())
+    base = ingress_url(target)
     if base is None:
         raise RunError(f"the gateway is not running; start the isvc: {prog()} up {service.name}")
     sample = service.sample(sample_name) if sample_name else None
