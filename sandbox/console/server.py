@@ -256,12 +256,11 @@ def serve(port: int, target: str | None = None) -> None:
     """Serve the console on 127.0.0.1:`port` until interrupted."""
     app = make_app(port, target)
 
-    async def announce(_app: web.Application) -> None:
+    def announce(_message: str) -> None:  # called by run_app once the port is bound
         print(f"• console on http://127.0.0.1:{port}/ (Ctrl-C stops it)", file=sys.stderr)
 
-    app.on_startup.append(announce)
     try:
-        web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+        web.run_app(app, host="127.0.0.1", port=port, print=announce, access_log=None)
     except OSError as e:
         raise RunError(
             f"the console cannot listen on 127.0.0.1:{port}: {e.strerror or e}; choose another "
