@@ -47,7 +47,7 @@ def overview(target: str | None = None) -> dict[str, Any]:
     processes (gateway, MediaWiki replay server, orphans), the MediaWiki mode and the gateway."""
     st = state.read()
     rows = _all_status(target)
-    services = catalog.load_all()
+    services = _catalog()
     isvcs: dict[str, dict[str, Any]] = {
         name: {
             "name": name,
@@ -82,6 +82,20 @@ def overview(target: str | None = None) -> dict[str, Any]:
     }
 
 
+_catalog_cache: tuple[tuple, dict[str, Service]] | None = None
+
+
+def _catalog() -> dict[str, Service]:
+    """The catalog, parsed again only when a service.yaml changes (YAML parsing is most of the
+    overview's cost, and the page asks for it every second or two)."""
+    global _catalog_cache
+    files = catalog.service_files()
+    sig = tuple((str(f), f.stat().st_mtime_ns) for f in files if f.exists())
+    if _catalog_cache is None or _catalog_cache[0] != sig:
+        _catalog_cache = (sig, catalog.load_all())
+    return _catalog_cache[1]
+
+
 def _isvc_state(states: list[str]) -> str:
     if not states:
         return "stopped"
@@ -113,7 +127,6 @@ def mediawiki_mode(st: state.State) -> list[dict[str, Any]]:
 
 
 _started_cache: dict[str, float] = {}
-_restarts_cache: dict[str, tuple[tuple[int, int], int]] = {}
 
 
 def _run_facts(target: str, isvc: str, component: str, pid: int | None) -> dict[str, Any]:
@@ -169,24 +182,29 @@ def _restarts(target: str, isvc: str, component: str) -> int | None:
     `processes.spawn` writes at each start), across rotated files: local target only."""
     if target != "local" or component not in ("predictor", "transformer"):
         return None
-    log = state.logs_dir() / f"{isvc}-{component}.log"
-    files = processes.log_files(log)
-    key = str(log)
-    sig = tuple(
-        (f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists()
-    )  # changes on any write
-    cached = _restarts_cache.get(key)
-    if cached and cached[0] == sig:
-        return cached[1]
-    starts = 0
-    for f in files:
-        try:
-            with open(f, "rb") as fh:
-                starts += sum(1 for line in fh if STARTING_BANNER.match(line.decode("latin-1")))
-        except OSError:
-            continue
-    count = max(0, starts - 1)
-    _restarts_cache[key] = (sig, count)  # type: ignore[assignment]
+    files = processes.log_files(state.logs_dir() / f"{isvc}-{component}.log")
+    return max(0, sum(_banners(f) for f in files) - 1)
+
+
+# inode -> (bytes read, start banners in them): a log is read once, then only what was appended,
+# even as rotation renames it (FILE -> FILE.1).
+_banner_counts: dict[int, tuple[int, int]] = {}
+
+
+def _banners(path: Path) -> int:
+    try:
+        with open(path, "rb") as fh:
+            ino = os.fstat(fh.fileno()).st_ino
+            done, count = _banner_counts.get(ino, (0, 0))
+            if os.fstat(fh.fileno()).st_size < done:  # truncated: a new file on a reused inode
+                done, count = 0, 0
+            fh.seek(done)
+            chunk = fh.read()
+    except OSError:
+        return 0
+    whole = chunk[: chunk.rfind(b"\n") + 1]  # complete lines only; the rest is read next time
+    count += sum(1 for line in whole.splitlines() if STARTING_BANNER.match(line.decode("latin-1")))
+    _banner_counts[ino] = (done + len(whole), count)
     return count
 
 

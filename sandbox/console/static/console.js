@@ -237,7 +237,12 @@ function samplesPanel(info) {
       h("td", {}, h("button", { type: "button", class: "ghost run-sample", onclick: () => runSample(info, s, cell) }, "Run")),
       cell);
   });
-  const runAll = async () => { for (const s of info.samples) await runSample(info, s, cells[s.name]); };
+  const runAll = async (ev) => {
+    const button = ev.currentTarget;
+    button.disabled = true;
+    try { for (const s of info.samples) await runSample(info, s, cells[s.name]); }
+    finally { button.disabled = false; }
+  };
   return h("section", { class: "panel", id: "samples" },
     h("div", { class: "toolbar" }, h("h2", {}, `Samples (${info.samples.length})`),
       h("button", { type: "button", id: "run-all", onclick: runAll }, "Run all")),
