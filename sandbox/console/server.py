@@ -36,6 +36,7 @@ TOKEN_KEY = web.AppKey("token", str)
 PORT_KEY = web.AppKey("port", int)
 TARGET_KEY = web.AppKey("target", object)
 JOBS_KEY = web.AppKey("jobs", actions.Jobs)
+STREAMS_KEY = web.AppKey("streams", set)  # the tasks serving event streams, ended at shutdown
 
 
 async def _blocking(fn, *args: Any) -> Any:
@@ -70,6 +71,11 @@ async def overview(request: web.Request) -> web.Response:
 
 
 async def _sse(request: web.Request) -> web.StreamResponse:
+    task = asyncio.current_task()
+    streams = request.app[STREAMS_KEY]
+    streams.add(task)
+    if task is not None:
+        task.add_done_callback(streams.discard)
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no", **security.HEADERS}
     )
@@ -100,8 +106,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                 quiet = 0.0
             await asyncio.sleep(OVERVIEW_EVERY_S)
             quiet += OVERVIEW_EVERY_S
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the page went away
     return resp
 
 
@@ -207,8 +213,8 @@ async def log_stream(request: web.Request) -> web.StreamResponse:
                 await _send(resp, "end", {"returncode": await proc.wait()})
                 break
             await _send(resp, "line", line.decode(errors="replace").rstrip("\n"))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the page went away
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -228,6 +234,12 @@ async def log_search(request: web.Request) -> web.Response:
     return web.json_response({"query": query, "count": len(hits), "lines": hits[-LOG_SEARCH_HITS:]})
 
 
+async def _end_streams(app: web.Application) -> None:
+    """Event streams never end by themselves: end them, so that the server stops at once."""
+    for task in list(app[STREAMS_KEY]):
+        task.cancel()
+
+
 def make_app(port: int, target: str | None = None, token: str | None = None) -> web.Application:
     token = token or security.new_token()
     app = web.Application(middlewares=[security.guard(port, token)])
@@ -235,6 +247,8 @@ def make_app(port: int, target: str | None = None, token: str | None = None) -> 
     app[PORT_KEY] = port
     app[TARGET_KEY] = target
     app[JOBS_KEY] = actions.Jobs()
+    app[STREAMS_KEY] = set()
+    app.on_shutdown.append(_end_streams)
     r = app.router
     r.add_get("/", index)
     r.add_get(HEALTH_PATH, health)
@@ -260,7 +274,9 @@ def serve(port: int, target: str | None = None) -> None:
         print(f"• console on http://127.0.0.1:{port}/ (Ctrl-C stops it)", file=sys.stderr)
 
     try:
-        web.run_app(app, host="127.0.0.1", port=port, print=announce, access_log=None)
+        web.run_app(
+            app, host="127.0.0.1", port=port, print=announce, access_log=None, shutdown_timeout=2
+        )
     except OSError as e:
         raise RunError(
             f"the console cannot listen on 127.0.0.1:{port}: {e.strerror or e}; choose another "
