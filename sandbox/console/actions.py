@@ -7,7 +7,8 @@ runs at a time; the output of the last ones is kept for the page to read.
 
 The sandbox does not record the options `up` was given, so `restart` and `start` rebuild them
 from what the state does record: the gateway's port and body limit, and the MediaWiki replay
-server's mode. (`--env` and `--model-source` given to the first `up` are not on record.)
+server's mode, remembered while the console runs (stopping the last isvc stops the gateway too).
+(`--env` and `--model-source` given to the first `up` are not on record.)
 """
 
 from __future__ import annotations
@@ -31,8 +32,13 @@ KEPT_JOBS = 20
 ACTIONS = ("start", "restart", "stop", "rebuild-model")
 
 
+# The last options seen on record, per target: stopping the last isvc stops the gateway and the
+# replay server too, and a later start from the page should bring them back as they were.
+_last_options: dict[str, list[str]] = {}
+
+
 def _up_options(st: state.State, target: str) -> list[str]:
-    args = ["--target", target]
+    args: list[str] = []
     if st.gateway:
         args += ["--port", str(st.gateway.port)]
         if st.gateway.max_body_bytes is not None:
@@ -44,7 +50,9 @@ def _up_options(st: state.State, target: str) -> list[str]:
         except (ValueError, TypeError):
             kind, directory = "emulate", None
         args += ["--mediawiki", "replay" if kind == "emulate" else f"{kind}:{directory}"]
-    return args
+    if st.gateway:
+        _last_options[target] = args
+    return ["--target", target, *(args if st.gateway else _last_options.get(target, args))]
 
 
 def commands(action: str, isvc: str, default_target: str = "local") -> list[list[str]]:

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.unit
 @pytest.fixture(autouse=True)
 def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SANDBOX_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setattr(actions, "_last_options", {})  # what a console saw in an earlier test
     return tmp_path / "run"
 
 
@@ -117,3 +118,13 @@ def test_the_console_is_kept_in_the_state_and_older_states_still_load(run_dir: P
     del doc["console"]
     state.state_path().write_text(json.dumps(doc))
     assert state.read().console is None
+
+
+def test_a_start_after_the_last_stop_brings_the_gateway_back_where_it_was() -> None:
+    _running_langid(json.dumps([None, "emulate", None]))
+    before = actions.commands("restart", "langid")[1]
+    with state.locked() as st:  # `down langid`: the last isvc, so the gateway and replay go too
+        st.isvcs.clear()
+        st.gateway = None
+        st.mediawiki.clear()
+    assert actions.commands("start", "langid") == [before]

@@ -275,12 +275,15 @@ function editorPanel(info) {
     ta, curls, out);
 }
 
+const PLATFORM_LOGS = ["gateway", "mediawiki"];
+
 function logsPanel(info) {
   const view = h("pre", { class: "logview mono", id: "logview" });
   const filter = h("input", { type: "search", id: "log-filter", placeholder: "filter the lines shown (live)" });
   const follow = h("input", { type: "checkbox", id: "log-follow", checked: true });
   const comp = h("select", { id: "log-component" },
-    info.components.map((c) => h("option", { value: c }, c)), h("option", { value: "gateway" }, "gateway"));
+    info.components.map((c) => h("option", { value: c }, c)),
+    ["gateway", "mediawiki"].map((c) => h("option", { value: c }, c)));
   const status = h("span", { class: "muted", id: "log-status" });
   let lines = [];
   const MAX = 5000;
@@ -294,7 +297,7 @@ function logsPanel(info) {
     lines = [];
     draw();
     const c = comp.value;
-    const url = c === "gateway" ? "/api/logs/gateway/stream" : `/api/logs/${encodeURIComponent(info.name)}/stream?component=${encodeURIComponent(c)}`;
+    const url = PLATFORM_LOGS.includes(c) ? `/api/logs/${c}/stream` : `/api/logs/${encodeURIComponent(info.name)}/stream?component=${encodeURIComponent(c)}`;
     const es = new EventSource(url);
     state.logSource = es;
     status.textContent = "following…";
@@ -312,7 +315,7 @@ function logsPanel(info) {
   const searchAll = async () => {
     if (!filter.value) return;
     const c = comp.value;
-    const base = c === "gateway" ? "/api/logs/gateway/search?" : `/api/logs/${encodeURIComponent(info.name)}/search?component=${encodeURIComponent(c)}&`;
+    const base = PLATFORM_LOGS.includes(c) ? `/api/logs/${c}/search?` : `/api/logs/${encodeURIComponent(info.name)}/search?component=${encodeURIComponent(c)}&`;
     status.textContent = "searching every rotated file…";
     try {
       const res = await api(`${base}q=${encodeURIComponent(filter.value)}`);
