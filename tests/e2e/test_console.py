@@ -111,13 +111,38 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
 
 
 def wait(driver, what: str, condition):
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # A live part of the page (the overview, recent requests) may be redrawn while it is read.
+    waiter = WebDriverWait(
+        driver, WAIT_S, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]
+    )
     try:
-        return WebDriverWait(driver, WAIT_S, poll_frequency=0.2).until(lambda d: condition(d))
+        return waiter.until(lambda d: condition(d))
     except TimeoutException:
         raise AssertionError(f"the page never showed {what}") from None
+
+
+def text_of(driver, selector: str) -> str:
+    """The text of the first match, read in one step (the overview is redrawn when it changes)."""
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", selector
+    )
+
+
+def click(driver, selector: str) -> None:
+    """Click the first match as a user does, again if a redraw replaced it in between."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt(d) -> bool:
+        try:
+            css(d, selector)[0].click()
+        except (IndexError, StaleElementReferenceException):
+            return False
+        return True
+
+    wait(driver, f"a clickable {selector}", attempt)
 
 
 def css(driver, selector: str):
@@ -194,14 +219,19 @@ def test_overview_shows_every_isvc_and_the_platform(console, browser, tmp_path) 
     browser.get(console.url)
     wait(browser, "both isvcs running", lambda d: state_of(d, "langid") == "running")
     wait(browser, "outlink running", lambda d: state_of(d, "outlink-topic-model") == "running")
-    outlink = css(browser, 'tr[data-isvc="outlink-topic-model"]')[0].text
+    outlink = text_of(browser, 'tr[data-isvc="outlink-topic-model"]')
     assert "articletopic-outlink" in outlink
     assert "outlink-topic-model.articletopic-outlink.wikimedia.org" in outlink
     assert "transformer" in outlink and "predictor" in outlink
     gateway = f"http://127.0.0.1:{console.gateway_port}"
     assert browser.find_element("id", "gateway").text == gateway
     assert "replay" in browser.find_element("id", "mediawiki").text
-    platform = {r.get_attribute("data-component") for r in css(browser, "tr[data-component]")}
+    platform = set(
+        browser.execute_script(
+            "return [...document.querySelectorAll('tr[data-component]')]"
+            ".map(r => r.dataset.component);"
+        )
+    )
     assert {"gateway", "mediawiki", "console", "predictor", "transformer"} <= platform
     wait(browser, "the live marker", lambda d: "live" in d.find_element("id", "live").text)
     screenshot(browser, tmp_path, "overview.png")
@@ -279,7 +309,7 @@ def test_a_log_line_holding_script_is_shown_as_text(console, browser, tmp_path) 
 def test_stopping_an_isvc_from_the_page(console, browser, tmp_path) -> None:
     browser.get(console.url)
     wait(browser, "langid running", lambda d: state_of(d, "langid") == "running")
-    css(browser, 'tr[data-isvc="langid"] button[data-action="stop"]')[0].click()
+    click(browser, 'tr[data-isvc="langid"] button[data-action="stop"]')
     dialog = browser.find_element("id", "confirm")
     wait(browser, "the confirmation", lambda d: dialog.is_displayed())
     assert "Stop langid?" in dialog.text
@@ -299,3 +329,17 @@ def test_stopping_an_isvc_from_the_page(console, browser, tmp_path) -> None:
     assert [r for r in rows if r["isvc"] == "outlink-topic-model" and r["state"] == "running"]
     time.sleep(0.5)
     screenshot(browser, tmp_path, "overview-langid-stopped.png")
+
+
+def test_starting_it_again_from_the_page(console, browser) -> None:
+    """Start runs `up` with the gateway's port and MediaWiki mode on record."""
+    browser.get(console.url)
+    wait(browser, "langid stopped", lambda d: state_of(d, "langid") == "stopped")
+    click(browser, 'tr[data-isvc="langid"] button[data-action="start"]')
+    wait(browser, "the confirmation", lambda d: d.find_element("id", "confirm").is_displayed())
+    browser.find_element("id", "confirm-ok").click()
+    wait(browser, "langid running again", lambda d: state_of(d, "langid") == "running")
+    output = browser.find_element("id", "activity-output").text
+    assert f"up langid --target local --port {console.gateway_port}" in output
+    gateway = f"http://127.0.0.1:{console.gateway_port}"
+    wait(browser, "the gateway", lambda d: d.find_element("id", "gateway").text == gateway)

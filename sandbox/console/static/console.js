@@ -68,6 +68,8 @@ function connectEvents() {
   es.addEventListener("overview", (ev) => {
     const ov = JSON.parse(ev.data);
     if (ov.error) return;
+    delete ov.time;
+    if (state.overview && JSON.stringify(ov) === JSON.stringify(state.overview)) return;
     state.overview = ov;
     renderHeader(ov);
     if (state.page && state.page.kind === "overview") renderOverview();
@@ -468,6 +470,7 @@ async function start() {
   }
   try {
     state.overview = await api("/api/overview");
+    delete state.overview.time;
     renderHeader(state.overview);
   } catch (e) { /* the event stream will bring it */ }
   window.addEventListener("hashchange", route);
