@@ -347,10 +347,10 @@ function latencyChart(reqs) {
   const max = Math.max(1, ...last.map((r) => r.ms));
   const w = 600 / Math.max(last.length, 1);
   last.forEach((r, i) => {
-    const bh = Math.max(1, (r.ms / max) * 110);
+    const bh = Math.max(1, (r.ms / max) * 130);
     const rect = document.createElementNS(NS, "rect");
     rect.setAttribute("x", String(i * w + 0.5));
-    rect.setAttribute("y", String(136 - bh));
+    rect.setAttribute("y", String(140 - bh));
     rect.setAttribute("width", String(Math.max(1, w - 1)));
     rect.setAttribute("height", String(bh));
     rect.setAttribute("class", r.status >= 400 ? "bar err" : "bar");
@@ -359,11 +359,6 @@ function latencyChart(reqs) {
     rect.append(t);
     svg.append(rect);
   });
-  const label = document.createElementNS(NS, "text");
-  label.setAttribute("x", "4");
-  label.setAttribute("y", "12");
-  label.textContent = `max ${max.toFixed(1)} ms · last ${last.length} requests · red: 4xx/5xx`;
-  svg.append(label);
   return svg;
 }
 
@@ -383,7 +378,7 @@ function requestsPanel(info) {
     const ms = reqs.map((r) => r.ms).sort((a, b) => a - b);
     const errors = reqs.filter((r) => r.status >= 400).length;
     body.replaceChildren(
-      h("p", { class: "muted" }, `${reqs.length} requests · p50 ${percentile(ms, 50)} ms · p95 ${percentile(ms, 95)} ms · ${errors} errors`),
+      h("p", { class: "muted" }, `${reqs.length} requests · p50 ${percentile(ms, 50)} ms · p95 ${percentile(ms, 95)} ms · max ${ms[ms.length - 1]} ms · ${errors} answered 4xx/5xx (red) · the chart shows the last 100`),
       latencyChart(reqs),
       h("table", { id: "requests" },
         h("tr", {}, ["time", "request", "status", "latency"].map((t) => h("th", {}, t))),
