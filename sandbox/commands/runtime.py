@@ -82,11 +82,11 @@ def _add_up_args(p: argparse.ArgumentParser, default_target: str) -> None:
         "--console",
         nargs="?",
         type=int,
-        const=8088,
+        const=int(os.environ.get("SANDBOX_CONSOLE_PORT", "8088")),
         default=None,
         metavar="PORT",
         help="also serve the console (a web page of the sandbox) on 127.0.0.1:PORT (default "
-        "8088), beside the gateway; `down` stops it",
+        "8088, or SANDBOX_CONSOLE_PORT), beside the gateway; `down` stops it",
     )
 
 

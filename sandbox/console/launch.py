@@ -16,8 +16,6 @@ from sandbox.runtime import processes, state
 from sandbox.runtime.base import ComponentStatus
 from sandbox.runtime.state import ServerRecord
 
-DEFAULT_PORT = 8088
-
 
 def check(port: int) -> None:
     """Refuse a console port that is not free (unless our console already serves there), before
