@@ -144,6 +144,7 @@ class Jobs:
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.STDOUT,
                     env=child_env(),
+                    limit=4 * 1024 * 1024,  # the longest output line read whole
                 )
                 assert proc.stdout is not None
                 async for line in proc.stdout:

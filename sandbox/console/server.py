@@ -30,6 +30,7 @@ KEEPALIVE_S = 10.0
 LOG_HISTORY_LINES = 500
 LOG_SEARCH_LINES = 200_000  # how far back a search reads, across rotated files
 LOG_SEARCH_HITS = 1000
+LINE_LIMIT = 4 * 1024 * 1024  # the longest log line read whole (a traceback, a logged body)
 PLATFORM_LOGS = ("gateway", "mediawiki")
 
 TOKEN_KEY = web.AppKey("token", str)
@@ -193,6 +194,7 @@ async def _cli(args: list[str]) -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=actions.child_env(),
+        limit=LINE_LIMIT,
     )
 
 
