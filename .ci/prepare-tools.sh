@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian tools some static checks use, installed when missing (as root; idempotent):
-# the linter shellcheck (scripts/*.sh) and vagrant (`vagrant validate --ignore-provider`).
+# the linter shellcheck (scripts/*.sh), vagrant (`vagrant validate --ignore-provider`), and
+# chromium with chromium-driver (the console's browser tests, headless).
 # Without them those tests skip, saying why; CI provides them.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ log() { printf '[prepare-tools] %s\n' "$*" >&2; }
 missing=()
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v vagrant >/dev/null || missing+=(vagrant)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
 fi

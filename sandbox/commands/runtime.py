@@ -79,6 +79,16 @@ def _add_up_args(p: argparse.ArgumentParser, default_target: str) -> None:
         metavar="KEY=VALUE",
         help="extra environment for every component, over service.yaml's (repeatable)",
     )
+    p.add_argument(
+        "--console",
+        nargs="?",
+        type=int,
+        const=int(os.environ.get("SANDBOX_CONSOLE_PORT", "8088")),
+        default=None,
+        metavar="PORT",
+        help="also serve the console (a web page of the sandbox) on 127.0.0.1:PORT (default "
+        "8088, or SANDBOX_CONSOLE_PORT), beside the gateway; `down` stops it",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -191,9 +201,26 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
 def cmd_up(args: argparse.Namespace) -> int:
     services = _services(args)
     target = targets.get(targets.resolve(args.target))
-    target.up(services, _options(args, target.name))
+    opts = _options(args, target.name)
+    _check_console_port(args)
+    target.up(services, opts)
+    _start_console(args, target.name)
     _print_next_steps(services, target)
     return 0
+
+
+def _check_console_port(args: argparse.Namespace) -> None:
+    if args.console is not None:
+        from sandbox.console import launch
+
+        launch.check(args.console)
+
+
+def _start_console(args: argparse.Namespace, target: str) -> None:
+    if args.console is not None:
+        from sandbox.console import launch
+
+        launch.ensure(args.console, target)
 
 
 def _print_next_steps(services: list[Service], target: Target) -> None:
@@ -219,7 +246,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         target.down([s.name for s in services])
         return 0
     opts = _options(args, target.name)
+    _check_console_port(args)
     target.up(services, opts)
+    _start_console(args, target.name)
     failed = smoke.run(
         target.ingress_url(), services, settle_s=target.settle_s, diagnostics=target.diagnostics
     )
@@ -242,6 +271,10 @@ def cmd_down(args: argparse.Namespace) -> int:
         catalog.select(names)
     chosen = [args.target] if args.target else targets.active()
     results = [targets.get(t).down(names) for t in chosen]
+    if not names:
+        from sandbox.console import launch
+
+        results.append(launch.stop())
     if not names and not any(results):
         print("nothing is running", file=sys.stderr)
     return 0
@@ -253,7 +286,10 @@ def _all_status(only: str | None = None) -> list[ComponentStatus]:
     rows: list[ComponentStatus] = []
     for name in [only] if only else targets.active():
         rows += targets.get(name).status()
-    return rows + ingress.status(state.read())
+    from sandbox.console import launch
+
+    st = state.read()
+    return rows + ingress.status(st) + launch.status(st)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -132,6 +132,8 @@ class State:
     isvcs: dict[str, IsvcRecord] = field(default_factory=dict)
     # Isvcs being started or replaced, by the same key: not routed until they are ready.
     starting: dict[str, IsvcRecord] = field(default_factory=dict)
+    # The console, when `up --console` started it beside the gateway.
+    console: ServerRecord | None = None
 
     def routes(self) -> dict[str, IsvcRecord]:
         """Host -> the isvc that serves it."""
@@ -140,6 +142,7 @@ class State:
     def processes(self) -> list[ProcessRecord]:
         """Every process on record (to tell orphans from known processes)."""
         procs = [self.gateway.process] if self.gateway else []
+        procs += [self.console.process] if self.console else []
         comps = [
             c
             for r in [*self.isvcs.values(), *self.starting.values()]
@@ -173,12 +176,19 @@ class State:
             mediawiki={t: ComponentRecord.from_dict(c) for t, c in d["mediawiki"].items()},
             isvcs={k: IsvcRecord.from_dict(v) for k, v in d["isvcs"].items()},
             starting={k: IsvcRecord.from_dict(v) for k, v in d["starting"].items()},
+            console=_server(d.get("console")),
         )
 
     def save(self) -> None:
         """Write atomically (a reader never sees half a file), private to the user."""
         ensure_run_dir()
         atomic_write(state_path(), json.dumps(self.to_dict(), indent=2, sort_keys=True), 0o600)
+
+
+def _server(d: Any) -> ServerRecord | None:
+    if not d:
+        return None
+    return ServerRecord(int(d["port"]), ProcessRecord(**d["process"]), d.get("max_body_bytes"))
 
 
 def read() -> State:

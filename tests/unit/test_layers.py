@@ -1,9 +1,9 @@
 """Import boundaries: each layer imports only what is below it, so a change stays in its layer.
 
 errors, paths, hints, progress, fsutil  <- catalog, checks  <- models, images, manifests,
-schemas  <- runtime  <- commands, cli. The MediaWiki replay server (sandbox.mediawiki, in an image
-of its own) and the launcher (run by an isvc's own interpreter) stand alone. No module imports
-kserve: the isvcs bring their own, in their own venvs and images.
+schemas  <- runtime  <- commands, console, cli. The MediaWiki replay server (sandbox.mediawiki, in
+an image of its own) and the launcher (run by an isvc's own interpreter) stand alone. No module
+imports kserve: the isvcs bring their own, in their own venvs and images.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ FORBIDDEN = {
     "sandbox.images": ["sandbox.runtime", "sandbox.commands"],
     "sandbox.manifests": ["sandbox.runtime", "sandbox.commands"],
     "sandbox.schemas": ["sandbox.runtime", "sandbox.commands"],
-    "sandbox.runtime": ["sandbox.commands", "sandbox.cli"],
+    "sandbox.runtime": ["sandbox.commands", "sandbox.console", "sandbox.cli"],
+    "sandbox.console": ["sandbox.cli"],  # a front-end over commands and runtime
     "sandbox.runtime.logpipe": ["sandbox."],  # runs next to any isvc: stdlib only
     "sandbox.venvs": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
     "sandbox.runtime.launch": ["sandbox."],  # run by the isvc's own interpreter: stdlib only
