@@ -245,8 +245,14 @@ def _find(directory: Path, name: str) -> Path | None:
 def _stage_from_uri(service: Service, uri: str, dest: Path) -> Path:
     from kserve_storage import Storage
 
-    if "://" not in uri and Path(uri).exists():
-        uri = str(Path(uri).resolve())  # kserve-storage links local files by the path it is given
+    if "://" not in uri:
+        if not Path(uri).expanduser().exists():
+            raise ModelError(
+                f"{service.name}: {uri}: no such file or folder (give a local path that exists, "
+                "or a URI: s3://, gs://, https://)"
+            )
+        # kserve-storage links local files by the path it is given.
+        uri = str(Path(uri).expanduser().resolve())
     work = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))
     try:
         _log(f"{service.name}: downloading {uri} with kserve-storage")

@@ -233,6 +233,7 @@ class HostTarget:
                             f"interrupted ({e or 'SIGINT'}): stopped what this command started",
                             file=sys.stderr,
                         )
+                        e.reported = True  # type: ignore[attr-defined]  # the CLI says it once
                     raise
 
     def _mediawiki_url(
@@ -311,6 +312,7 @@ class HostTarget:
             models.stage(service, models_dir, opts.model_source)
 
         rec = IsvcRecord(self.name, service.name, service.host, fp, str(models_dir))
+        rec.service_file = str(service.dir / "service.yaml")
         st.starting[key] = rec
         undo.isvcs.append(key)
         st.save()
@@ -331,7 +333,7 @@ class HostTarget:
         ingress.publish(st)
         st.save()
         if old:
-            with step(f"stopping the previous {service.name} ({b.unit}s drain in-flight requests)"):
+            with step(f"stopping the previous {service.name} (in-flight requests drain first)"):
                 self._retire(old)
         print(
             f"✓ {service.name} is up{'' if self.name == 'local' else f' in {self.name}'}: "
