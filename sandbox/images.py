@@ -41,7 +41,7 @@ from sandbox import catalog
 from sandbox.catalog import CatalogError, Service
 from sandbox.errors import RunError
 from sandbox.isvc import blubber
-from sandbox.paths import REPO_ROOT, cache_dir, run_dir
+from sandbox.paths import REPO_ROOT, cache_dir, private_lock, run_dir
 from sandbox.progress import step
 
 DOCKERFILE = Path("images/Dockerfile")
@@ -352,8 +352,7 @@ def ensure_wheelhouse(
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock between processes (two checkouts, two shells) on a cache entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
+    with os.fdopen(private_lock(path), "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.errors import SandboxError
-from sandbox.paths import cache_dir
+from sandbox.paths import cache_dir, private_lock
 
 KEY_LENGTH = 16
 # Part of the key: bump when the way venvs are built changes, so cached ones are rebuilt.
@@ -249,8 +249,7 @@ def _relocate(tmp: Path, final: Path) -> None:
 # -- ensure ------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as fh:
+    with os.fdopen(private_lock(lock_path), "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

@@ -39,7 +39,7 @@ from sandbox import models
 from sandbox.catalog import Component, Service
 from sandbox.errors import RunError
 from sandbox.hints import prog
-from sandbox.paths import run_dir
+from sandbox.paths import private_dir, run_dir
 from sandbox.progress import step
 from sandbox.runtime import ingress, processes, smoke, state
 from sandbox.runtime.base import ComponentStatus, MediaWikiMode, UpOptions
@@ -172,7 +172,8 @@ def replay_mode_args(mode: MediaWikiMode, directory: str | None) -> list[str]:
 
 
 def models_root(isvc: str) -> Path:
-    return run_dir() / "models" / isvc
+    """Where an isvc's models are staged, per revision: private, like the whole run dir."""
+    return private_dir(run_dir() / "models") / isvc
 
 
 def component_env(component: Component, wiki_url: str | None, opts: UpOptions) -> dict[str, str]:
@@ -309,7 +310,8 @@ class HostTarget:
 
         models_dir = models_root(service.name) / fp
         with step(f"staging the {service.name} model into {models_dir}"):
-            models.stage(service, models_dir, opts.model_source)
+            # Private, unless a container's user (not this one) must read the docker mount.
+            models.stage(service, models_dir, opts.model_source, private=self.name == "local")
 
         rec = IsvcRecord(self.name, service.name, service.host, fp, str(models_dir))
         rec.service_file = str(service.dir / "service.yaml")
