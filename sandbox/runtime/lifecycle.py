@@ -215,6 +215,9 @@ class HostTarget:
     # -- up -------------------------------------------------------------------------------------
     def up(self, services: list[Service], opts: UpOptions) -> None:
         self.backend.check(opts)
+        st = state.read()
+        for service in services:  # before any build: a conflict is found in a second
+            self._check_other_targets(st, service)
         with signals_interrupt():
             prepared = self.backend.prepare(services, opts)
             with state.locked() as st:
@@ -224,7 +227,7 @@ class HostTarget:
                         undo.gateway = ingress.ensure_gateway(
                             st, opts.gateway_port, opts.max_body_bytes
                         )
-                    wiki_url = self._mediawiki_url(st, opts, prepared, undo)
+                    wiki_url = self._mediawiki_url(st, opts, prepared, undo, services)
                     for service in services:
                         self._up_one(st, service, opts, prepared, wiki_url, undo)
                 except BaseException as e:
@@ -238,11 +241,25 @@ class HostTarget:
                     raise
 
     def _mediawiki_url(
-        self, st: State, opts: UpOptions, prepared: dict[str, Any], undo: _Undo
+        self,
+        st: State,
+        opts: UpOptions,
+        prepared: dict[str, Any],
+        undo: _Undo,
+        services: list[Service],
     ) -> str | None:
         mode = MediaWikiMode.of(opts.mediawiki)
         if mode is None:
             return None if opts.mediawiki == "live" else opts.mediawiki
+        if not any(s.uses_mediawiki for s in services):
+            names = ", ".join(s.name for s in services)
+            who = f"{names} does not" if len(services) == 1 else f"none of {names}"
+            print(
+                f"• no MediaWiki replay server: {who} call MediaWiki (no WIKI_URL in a "
+                "component's env in service.yaml)",
+                file=sys.stderr,
+            )
+            return None
         current = st.mediawiki.get(self.name)
         spec = json.dumps([prepared.get("replay_image"), mode.kind, mode.directory])
         if current and current.spec == spec and self.backend.alive(current):
@@ -280,13 +297,7 @@ class HostTarget:
     ) -> None:
         b = self.backend
         key = self._key(service.name)
-        for other in st.isvcs.values():
-            if other.isvc == service.name and other.target != self.name:
-                raise RunError(
-                    f"{service.name} already runs on the {other.target} target, and one Host "
-                    f"routes to one isvc: `{prog()} down {service.name} --target "
-                    f"{other.target}` first"
-                )
+        self._check_other_targets(st, service)  # again, under the lock
         plans = {
             name: b.plan(service, name, comp, opts, wiki_url, prepared)
             for name, comp in service.component_items()
@@ -342,6 +353,15 @@ class HostTarget:
             f"Host {service.host}",
             file=sys.stderr,
         )
+
+    def _check_other_targets(self, st: State, service: Service) -> None:
+        for other in st.isvcs.values():
+            if other.isvc == service.name and other.target != self.name:
+                raise RunError(
+                    f"{service.name} already runs on the {other.target} target, and one Host "
+                    f"routes to one isvc: `{prog()} down {service.name} --target "
+                    f"{other.target}` first"
+                )
 
     def _wait_ready(self, service: Service, rec: IsvcRecord, deadline: float, limit: float) -> None:
         pending = dict(rec.components)
