@@ -240,6 +240,12 @@ class Service(_Strict):
         return f"/v1/models/{self.name}:predict"
 
     @property
+    def uses_mediawiki(self) -> bool:
+        """True when a component calls MediaWiki, which service.yaml says by naming `WIKI_URL`
+        in its env (the setting `--mediawiki` points at the chosen MediaWiki)."""
+        return any("WIKI_URL" in c.env for _, c in self.component_items())
+
+    @property
     def entry_component(self) -> str:
         """The component the ingress sends traffic to: the transformer when there is one."""
         return "transformer" if self.components.transformer else "predictor"

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -623,6 +624,18 @@ def blubber_image_tag(
     return f"{ref}:{h.hexdigest()[:HASH_LENGTH]}"
 
 
+def wheelhouse_note(pip_stderr: str) -> str:
+    """What a failed wheel download means for the build, said as information (it is not a
+    failure): which requirement has no wheel, without pip's error text."""
+    found = re.findall(r"No matching distribution found for (\S+)", pip_stderr)
+    names = ", ".join(dict.fromkeys(found))
+    which = f" ({names} has no wheel for bookworm's Python)" if found else ""
+    return (
+        f"  • info: no prebuilt wheelhouse{which}; pip inside the image build installs from the "
+        "package index instead, compiling what has no wheel, as production's build does"
+    )
+
+
 def ensure_blubber_wheelhouse(
     context: Path, translation: blubber.Translation, arch: str
 ) -> Path | None:
@@ -652,11 +665,7 @@ def ensure_blubber_wheelhouse(
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        last = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1:] or ["?"]
-        print(
-            f"  no complete wheelhouse ({last[0]}); pip in the build uses the index",
-            file=sys.stderr,
-        )
+        print(wheelhouse_note(proc.stderr), file=sys.stderr)
         return None
     (tmp / ".stamp").write_text("ok\n")
     shutil.rmtree(dest, ignore_errors=True)

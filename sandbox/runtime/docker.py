@@ -178,7 +178,7 @@ class DockerBackend:
             images.component_spec(s, n) for s in services for n, c in s.component_items()
             if not c.stock
         ]  # fmt: skip
-        if MediaWikiMode.of(opts.mediawiki):
+        if MediaWikiMode.of(opts.mediawiki) and any(s.uses_mediawiki for s in services):
             specs.append(images.replay_spec())
         built = dict(zip([sp.name for sp in specs], images.build_specs(specs), strict=True))
         for s in services:

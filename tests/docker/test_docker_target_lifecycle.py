@@ -52,7 +52,8 @@ def test_a_failing_container_leaves_nothing_running(docker_ready, built, own_run
 def test_down_leaves_no_container_or_network(docker_ready, built, own_run_dir, services):
     target = docker.target()
     target.up([services["langid"]], UpOptions(gateway_port=free_port(), mediawiki="replay"))
-    assert len(_sandbox_containers()) == 2  # the predictor and the replay server
+    # langid does not call MediaWiki: no replay server is built or started (issue 15, defect 9).
+    assert len(_sandbox_containers()) == 1 and state.read().mediawiki == {}
     assert _network_exists()
     target.down()
     assert _sandbox_containers() == []
