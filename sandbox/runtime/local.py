@@ -77,9 +77,7 @@ class LocalBackend:
             for name, comp in service.component_items():
                 if comp.stock:
                     reqs = [service.source_dir / r for r in comp.requirements]
-                    venv = venvs.ensure(
-                        reqs, progress=lambda line: print(f"• {line}", file=sys.stderr)
-                    )
+                    venv = venvs.ensure(reqs)  # with progress lines on stderr
                     pythons[f"{service.name}/{name}"] = str(venvs.python_of(venv))
         return {"replay_image": None, "pythons": pythons}
 
