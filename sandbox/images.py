@@ -399,7 +399,7 @@ def ensure_base_image(env: dict[str, str] | None = None) -> None:
         return
     if base == DEFAULT_BASE_IMAGE:
         raise RunError(
-            f"the base image {base} is missing: build it with `sudo scripts/build-base-image.sh` "
+            f"the base image {base} is missing: build it with `scripts/build-base-image.sh` "
             "(or set SANDBOX_BASE_IMAGE to a bookworm image you can pull)"
         )
     with step(f"pulling the base image {base}"):
