@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sandbox.errors import CatalogError
 from sandbox.paths import SERVICES_DIR
@@ -24,15 +31,47 @@ from sandbox.paths import SERVICES_DIR
 INGRESS_DOMAIN = "wikimedia.org"
 SERVICES_PATH_ENV = "SANDBOX_SERVICES_PATH"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# An environment variable's name, as a shell and Kubernetes' env[].name both take it.
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Bounds on a service.yaml: its bytes, its values once YAML aliases are expanded (an anchor bomb
+# is a few lines that expand to billions of values), and its nesting.
+MAX_FILE_BYTES = 1 << 20
+MAX_VALUES = 200_000
+MAX_DEPTH = 64
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A Kubernetes quantity (k8s.io/apimachinery pkg/api/resource/quantity.go): a non-negative
+# number, then a binary-SI, decimal-SI or decimal-exponent suffix.
+QUANTITY = r"^(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][-+]?\d+)?$"
+# CPU as Lift Wing's charts write it, and as the sandbox computes with it: millicores or cores.
+CPU = r"^(\d+m|\d+(\.\d+)?)$"
+
+
 class ResourceList(_Strict):
-    cpu: str
-    memory: str
+    cpu: str = Field(description="cores (`1`, `0.5`) or millicores (`250m`)")
+    memory: str = Field(description="a Kubernetes quantity (`512Mi`, `2Gi`)")
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            v = str(v)
+        if isinstance(v, str) and not re.fullmatch(CPU, v):
+            raise ValueError(f"{v!r} is not a CPU quantity: cores (1, 0.5) or millicores (250m)")
+        return v
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)
+        if isinstance(v, str) and not re.fullmatch(QUANTITY, v):
+            raise ValueError(f"{v!r} is not a Kubernetes quantity (e.g. 512Mi, 2Gi, 1G)")
+        return v
 
 
 class Resources(_Strict):
@@ -64,6 +103,17 @@ class Component(_Strict):
         default_factory=list, description="folders put on PYTHONPATH, relative to the source root"
     )
     image: Image | None = Field(default=None, description="build the image from a Blubber file")
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in env if not re.fullmatch(ENV_NAME, k)]
+        if bad:
+            raise ValueError(
+                f"invalid environment variable name(s) {', '.join(map(repr, bad))}: letters, "
+                "digits and _, not starting with a digit"
+            )
+        return env
 
 
 class Components(_Strict):
@@ -186,6 +236,12 @@ class Service(_Strict):
         return f"/v1/models/{self.name}:predict"
 
     @property
+    def uses_mediawiki(self) -> bool:
+        """True when a component calls MediaWiki, which service.yaml says by naming `WIKI_URL`
+        in its env (the setting `--mediawiki` points at the chosen MediaWiki)."""
+        return any("WIKI_URL" in c.env for _, c in self.component_items())
+
+    @property
     def entry_component(self) -> str:
         """The component the ingress sends traffic to: the transformer when there is one."""
         return "transformer" if self.components.transformer else "predictor"
@@ -216,33 +272,92 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_file(path: Path) -> Service:
+def _bounded(path: Path, doc: Any) -> None:
+    """Refuse a document that expands to too many values or nests too deeply (aliases are
+    followed, so a shared subtree counts each time it is used; the walk stops at the bound)."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise CatalogError(
+                f"{path}: too large once YAML aliases are expanded (more than {MAX_VALUES} "
+                "values): a service.yaml is a short description, not data"
+            )
+        if depth > MAX_DEPTH:
+            raise CatalogError(f"{path}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, dict):
+            stack += [(k, depth + 1) for k in node] + [(v, depth + 1) for v in node.values()]
+        elif isinstance(node, list):
+            stack += [(v, depth + 1) for v in node]
+
+
+def _read(path: Path) -> Any:
+    """The parsed file, or a CatalogError saying what is wrong with it (never another error)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise CatalogError(f"{path}: not found") from None
+    except OSError as e:
+        raise CatalogError(f"{path}: cannot be read: {e.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise CatalogError(f"{path}: too large (over {MAX_FILE_BYTES} bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CatalogError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise CatalogError(f"{path}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise CatalogError(f"{path}: nested too deeply to read") from None
+    _bounded(path, raw)
+    return raw
+
+
+def _under(root: Path, relative: str) -> Path | None:
+    """`root/relative` when it stays inside `root` (symlinks resolved), else None."""
+    if Path(relative).is_absolute():
+        return None
+    full = (root / relative).resolve()
+    return full if full.is_relative_to(root.resolve()) else None
+
+
+def load_file(path: Path) -> Service:
+    raw = _read(path)
     if not isinstance(raw, dict):
         raise CatalogError(f"{path}: expected a mapping at the top level")
     try:
         svc = Service.model_validate({**raw, "dir": path.parent.resolve()})
     except ValidationError as e:
         raise CatalogError(_format_error(path, e)) from None
+    except RecursionError:
+        raise CatalogError(f"{path}: nested too deeply to read") from None
     if svc.name != path.parent.name:
         raise CatalogError(f"{path}: name {svc.name!r} must match its folder {path.parent.name!r}")
     src = svc.source_dir
     if not src.is_dir():
         raise CatalogError(f"{path}: source: {src} is not a folder")
-    checks = [("model.build", svc.dir / svc.model.build, "file")]
+    # (key, root it must stay under, path relative to it, file or folder)
+    checks = [("model.build", svc.dir, svc.model.build, "file")]
     for n, c in svc.component_items():
         where = f"components.{n}"
-        checks.append((f"{where}.entrypoint", src / c.entrypoint, "file"))
-        checks += [(f"{where}.requirements", src / r, "file") for r in c.requirements]
-        checks += [(f"{where}.pythonpath", src / d, "folder") for d in c.pythonpath]
+        checks.append((f"{where}.entrypoint", src, c.entrypoint, "file"))
+        checks += [(f"{where}.requirements", src, r, "file") for r in c.requirements]
+        checks += [(f"{where}.pythonpath", src, d, "folder") for d in c.pythonpath]
         if c.image:
-            checks.append((f"{where}.image.blubber", src / c.image.blubber, "file"))
-    for label, file, kind in checks:
+            checks.append((f"{where}.image.blubber", src, c.image.blubber, "file"))
+    for label, root, relative, kind in checks:
+        file = _under(root, relative)
+        if file is None:
+            what = "the service folder" if root == svc.dir else f"source ({root})"
+            raise CatalogError(
+                f"{path}: {label}: {relative!r} is outside {what}; give a path relative to it "
+                "that stays inside it"
+            )
         if not (file.is_file() if kind == "file" else file.is_dir()):
             raise CatalogError(f"{path}: {label}: {file} is not a {kind}")
     return _with_default_requirements(svc, path)

@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     except SandboxError as e:
         print(f"ml-sandbox: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        if not getattr(e, "reported", False):  # `up` has said what it stopped already
+            print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`ml-sandbox logs X | head`): stop quietly, as cat does.

@@ -19,11 +19,12 @@ class CatalogError(SandboxError):
     exit_code = 2
 
 
-class RunError(SandboxError):
-    """A target could not do what was asked (start, stop, build, reach a cluster)."""
-
-
 class UsageError(SandboxError):
-    """A command-line option has a value the command cannot take (exit code 2, as argparse)."""
+    """A command-line value is wrong (an option's form, a path that does not exist): exit 2,
+    like argparse's own usage errors."""
 
     exit_code = 2
+
+
+class RunError(SandboxError):
+    """A target could not do what was asked (start, stop, build, reach a cluster)."""

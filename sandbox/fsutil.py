@@ -23,9 +23,10 @@ def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive flock on `path` (created 0600) for the block. With `blocking=False`,
     yields False at once when another process holds it (the caller then waits, saying so, by
     entering `file_lock(path)`); yields True when the lock is held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        os.fchmod(fd, 0o600)  # never world-writable, whatever the umask or an older version made
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:

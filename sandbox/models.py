@@ -34,7 +34,7 @@ from pathlib import Path
 from sandbox.catalog import Service
 from sandbox.errors import RunError
 from sandbox.hints import prog
-from sandbox.paths import cache_dir
+from sandbox.paths import cache_dir, private_dir
 
 SOURCES = ("sandbox", "production")
 BUILD_TIMEOUT_S = 600
@@ -106,7 +106,7 @@ def build(service: Service, force: bool = False) -> Path:
     script = service.dir / service.model.build
     if not script.is_file():
         raise ModelError(f"{service.name}: training script {script} does not exist")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
         output = work / service.model.file
@@ -146,6 +146,7 @@ def build(service: Service, force: bool = False) -> Path:
                 "If you changed the training script or its data on purpose, put the new hash "
                 f"into {service.dir / 'service.yaml'}; otherwise the build is not deterministic."
             )
+        os.chmod(output, 0o600)
         os.replace(output, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -190,7 +191,7 @@ def fetch(service: Service, force: bool = False) -> Path:
             return target
         _log(f"{service.name}: cached {target} does not match production_sha256; downloading")
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -220,18 +221,22 @@ def fetch(service: Service, force: bool = False) -> Path:
     return target
 
 
-def _place(src: Path, dest: Path) -> None:
-    """Atomically make `dest` a copy of `src` (a hard link when they share a file system)."""
+def _place(src: Path, dest: Path, private: bool = True) -> None:
+    """Atomically make `dest` a copy of `src`: private (0600; a hard link to the private cache
+    file when they share a file system), or readable by a container's user (0644; a copy, so
+    that the cache file stays 0600)."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         tmp.unlink()
         try:
+            if not private:
+                raise OSError("a copy, not a link")
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o600 if private else 0o644)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -244,7 +249,7 @@ def _find(directory: Path, name: str) -> Path | None:
     return next(iter(sorted(directory.rglob(name))), None)
 
 
-def _stage_from_uri(service: Service, uri: str, dest: Path) -> Path:
+def _stage_from_uri(service: Service, uri: str, dest: Path, private: bool = True) -> Path:
     """Stage the model file from a storage URI, with the semantics of KServe's storage-initializer
     (kserve/kserve@v0.21.0:python/storage/kserve_storage/kserve_storage.py, `Storage.download`)
     for the kinds the sandbox supports: a folder or file (a plain path or `file://`), where the
@@ -271,7 +276,7 @@ def _stage_from_uri(service: Service, uri: str, dest: Path) -> Path:
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
                 reason = getattr(e, "reason", e)
                 raise ModelError(f"{service.name}: cannot download {uri}: {reason}") from None
-            _place(tmp, dest)
+            _place(tmp, dest, private)
         finally:
             tmp.unlink(missing_ok=True)
         return dest
@@ -294,24 +299,32 @@ def _stage_from_uri(service: Service, uri: str, dest: Path) -> Path:
             "as a STORAGE_URI does"
         )
     _log(f"{service.name}: copying {found}")
-    _place(found.resolve(), dest)  # a real file (containers mount it), never a link
+    _place(found.resolve(), dest, private)  # a real file (containers mount it), never a link
     return dest
 
 
-def stage(service: Service, models_dir: Path, source: str = "sandbox") -> Path:
+def stage(
+    service: Service, models_dir: Path, source: str = "sandbox", private: bool = True
+) -> Path:
     """Fill `models_dir` (what KServe mounts at /mnt/models) with the isvc's model file.
 
-    `source` is `sandbox`, `production` or a storage URI. Returns the staged file.
+    `source` is `sandbox`, `production` or a storage URI. Returns the staged file. The folder
+    and the file are private (0700/0600), unless `private` is False: a container's user (not
+    this one) reads a docker mount, so the folder and file are then 0755/0644 (their parents
+    stay private).
     """
     models_dir = Path(models_dir)
-    models_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(models_dir.parent)
+    models_dir.mkdir(exist_ok=True)
+    os.chmod(models_dir, 0o700 if private else 0o755)
     dest = models_dir / service.model.file
     if source in SOURCES:
         src = build(service) if source == "sandbox" else fetch(service)
-        if dest.is_file() and sha256_of(dest) == sha256_of(src):
+        same = dest.is_file() and sha256_of(dest) == sha256_of(src)
+        if same and dest.stat().st_mode & 0o777 == (0o600 if private else 0o644):
             return dest
-        _place(src, dest)
+        _place(src, dest, private)
     else:
-        _stage_from_uri(service, source, dest)
+        _stage_from_uri(service, source, dest, private)
     _log(f"{service.name}: staged {dest} ({source})")
     return dest

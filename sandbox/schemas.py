@@ -113,6 +113,19 @@ def missing_crds(directory: Path | None = None) -> list[CrdSource]:
     return [s for s in crd_sources() if not (d / s.relpath).is_file()]
 
 
+def missing_crds_message() -> str:
+    """What is missing, and the setting and layout that supply it offline."""
+    missing = missing_crds()
+    files = "\n".join(f"  {s.relpath}  (from {s.url})" for s in missing)
+    return (
+        f"the pinned CRDs are not available offline: {len(missing)} file(s) missing from "
+        f"{crd_dir()}. Either run `ml-sandbox manifests validate` once on a machine with "
+        f"internet (it downloads them into {crd_cache_dir()}), or set SANDBOX_CRD_DIR to a "
+        "folder that holds these files, in these subfolders (the upstream CRDs of the versions "
+        f"in {VERSIONS_FILE.relative_to(REPO_ROOT)}):\n{files}"
+    )
+
+
 def ensure_crds(directory: Path | None = None) -> Path:
     """Download the pinned CRDs that are missing into `directory` (default: crd_dir())."""
     d = directory or crd_dir()
@@ -293,12 +306,7 @@ def validate_documents(docs: list[dict[str, Any]], k8s_version: str = "1.31") ->
             and _k8s_schema(k8s_version, str(doc.get("apiVersion")), str(doc.get("kind"))) is None
             and missing_crds()
         ):
-            names = ", ".join(s.relpath for s in missing_crds())
-            raise SchemaError(
-                f"the pinned CRDs {names} are neither in {SHARED_CRDS} nor in {crd_cache_dir()}; "
-                "`ml-sandbox manifests validate` (or `python -m sandbox.schemas FILE`) downloads "
-                "them on a machine with internet"
-            )
+            raise SchemaError(missing_crds_message())
         errors.extend(validate_document(doc, k8s_version))
     return errors
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from sandbox.errors import SandboxError
 from sandbox.fsutil import build_into, file_lock
 from sandbox.paths import cache_dir
+from sandbox.progress import run_with_heartbeat
 
 KEY_LENGTH = 16
 # Part of the key: bump when the way venvs are built changes, so cached ones are rebuilt.
@@ -74,7 +75,9 @@ class VenvError(SandboxError):
 
 
 def _stderr(message: str) -> None:
-    print(f"• {message}", file=sys.stderr, flush=True)
+    """A step starts with a bullet; its heartbeat and `done` lines are indented under it."""
+    line = message if message.startswith("  ") else f"• {message}"
+    print(line, file=sys.stderr, flush=True)
 
 
 # -- the key -----------------------------------------------------------------------------------
@@ -211,18 +214,16 @@ def _commands(tool: str, uv: str | None, interp: Interpreter, tmp: Path, reqs: S
         yield [*pip, "--no-input", *req_args]
 
 
-def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
+def _run(cmd: list[str], env: dict[str, str], what: str, progress: Progress | None) -> None:
     try:
-        proc = subprocess.run(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, check=False
-        )
+        code, output = run_with_heartbeat(cmd, env, what, progress)
     except OSError as e:
         raise VenvError(f"{what}: cannot run {cmd[0]}: {e}") from None
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    if code != 0:
+        lines = [ln for ln in output.splitlines() if ln.strip()]
         tail = "\n".join(f"  {ln}" for ln in lines[-TAIL_LINES:])
         raise VenvError(
-            f"{what} failed (exit {proc.returncode}): {shlex.join(cmd[:3])} …\n{tail}\n"
+            f"{what} failed (exit {code}): {shlex.join(cmd[:3])} …\n{tail}\n"
             "Fix the requirement files (or set SANDBOX_INSTALLER=pip or uv to try the other "
             "installer); nothing was left behind."
         )
@@ -290,7 +291,7 @@ def ensure(
             shutil.rmtree(tmp)  # the installers want to create it
             env = _clean_env()
             for cmd in _commands(tool, uv, interp, tmp, files):
-                _run(cmd, env, f"installing {names} with {tool}")
+                _run(cmd, env, f"installing {names} with {tool}", progress)
             stamp = {
                 "key": key,
                 "requirements": [str(p) for p in requirement_files(files)],
@@ -301,4 +302,6 @@ def ensure(
             }
             _relocate(tmp, final)
             (tmp / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+        if progress:
+            progress(f"  done ({time.monotonic() - started:.1f}s)")
     return final

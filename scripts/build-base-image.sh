@@ -4,11 +4,13 @@
 # by default (ARG BASE_IMAGE); production builds FROM docker-registry.wikimedia.org/bookworm.
 #
 # Usage: scripts/build-base-image.sh [--force] [--image NAME:TAG]
+#        (as root, or as a user: it re-runs itself with sudo for debootstrap)
 # Env:   DEBIAN_MIRROR   apt mirror (default: the Debian mirror this machine's apt uses,
 #                        else http://deb.debian.org/debian)
 #        SANDBOX_BASE_IMAGE  image name (default ml-sandbox/bookworm:latest)
 #        DOCKER          docker CLI (default: docker)
-# Needs root (debootstrap) and a Docker daemon. Idempotent: skips when the image exists.
+# Needs a Docker daemon, and root for debootstrap (as a user, it re-runs itself with sudo).
+# Idempotent: skips when the image exists; --force rebuilds it.
 set -euo pipefail
 
 SUITE=bookworm
@@ -16,8 +18,9 @@ PACKAGES=python3,python3-venv,ca-certificates
 IMAGE="${SANDBOX_BASE_IMAGE:-ml-sandbox/bookworm:latest}"
 DOCKER="${DOCKER:-docker}"
 FORCE=0
+ARGS=("$@")
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 log() { printf '[build-base-image] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -65,7 +68,11 @@ if [[ "$FORCE" -eq 0 ]] && "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; the
 fi
 
 command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
-[[ "$(id -u)" -eq 0 ]] || die "debootstrap needs root; run with sudo"
+if [[ "$(id -u)" -ne 0 ]]; then
+  command -v sudo >/dev/null || die "debootstrap needs root: run this script as root (sudo is not installed)"
+  log "debootstrap needs root: re-running with sudo"
+  exec sudo --preserve-env=DEBIAN_MIRROR,SANDBOX_BASE_IMAGE,DOCKER,TMPDIR "$0" "${ARGS[@]}"
+fi
 
 ROOTFS="$(mktemp -d "${TMPDIR:-/tmp}/ml-sandbox-rootfs.XXXXXX")"
 cleanup() { rm -rf --one-file-system "$ROOTFS"; }

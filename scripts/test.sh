@@ -24,10 +24,9 @@ if ! "$bin/ruff" format --check .; then
   exit 1
 fi
 echo "• pytest" >&2
-# A throwaway run directory, so tests never touch a sandbox you have running; removed afterwards.
-if [ -z "${SANDBOX_RUN_DIR:-}" ]; then
-  SANDBOX_RUN_DIR="$(mktemp -d -t ml-sandbox-test.XXXXXX)"
-  export SANDBOX_RUN_DIR
-  trap 'rm -rf "$SANDBOX_RUN_DIR"' EXIT
-fi
+# A throwaway run directory, so tests never touch a sandbox you have running (even one named by an
+# exported SANDBOX_RUN_DIR); removed afterwards.
+SANDBOX_RUN_DIR="$(mktemp -d -t ml-sandbox-test.XXXXXX)"
+export SANDBOX_RUN_DIR
+trap 'rm -rf "$SANDBOX_RUN_DIR"' EXIT
 "$VENV_PY" -m pytest "$@"

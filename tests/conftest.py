@@ -7,8 +7,9 @@ import tempfile
 
 import pytest
 
-# Tests never touch a sandbox the developer has running: their own run directory.
-os.environ.setdefault("SANDBOX_RUN_DIR", tempfile.mkdtemp(prefix="ml-sandbox-test-"))
+# Tests never touch a sandbox the developer has running: their own run directory, always (an
+# exported SANDBOX_RUN_DIR is the user's sandbox, not the tests').
+os.environ["SANDBOX_RUN_DIR"] = tempfile.mkdtemp(prefix="ml-sandbox-test-")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -98,7 +98,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             schemas.ensure_crds()
         except schemas.SchemaError as e:
-            print(f"• {e}; custom resources cannot be checked", file=sys.stderr)
+            print(
+                f"• {e}; custom resources cannot be checked offline without them", file=sys.stderr
+            )
 
     paths = args.files or sorted(m.MANIFESTS_DIR.rglob("*.yaml"))
     failed = 0

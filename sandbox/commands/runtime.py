@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import re
+import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from sandbox import catalog
 from sandbox.catalog import Sample, Service
-from sandbox.errors import CatalogError, RunError
+from sandbox.errors import CatalogError, RunError, UsageError
 from sandbox.hints import prog
 from sandbox.mediawiki import diagnose
 from sandbox.runtime import ingress, local, smoke, state, targets
@@ -39,8 +42,9 @@ def _add_up_args(p: argparse.ArgumentParser, default_target: str) -> None:
     p.add_argument(
         "--port",
         type=int,
-        default=DEFAULT_PORT,
-        help="gateway port on 127.0.0.1 (default 8080, or SANDBOX_GATEWAY_PORT)",
+        default=None,
+        help="gateway port on 127.0.0.1 (default: the port of the running gateway, else 8080 or "
+        "SANDBOX_GATEWAY_PORT); the port stays until you name another one",
     )
     p.add_argument(
         "--mediawiki",
@@ -157,7 +161,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _running() -> list[state.IsvcRecord]:
+    st = state.read()
+    return [*st.isvcs.values(), *st.starting.values()]
+
+
+def _know_running_isvcs() -> None:
+    """Make isvcs that run from folders outside services/ (`init --dir`, `--service-dir`) known by
+    name, from the service.yaml the state says each was started from: after the folders named by
+    the user, before services/."""
+    current = set(catalog.search_path())
+    dirs = []
+    for rec in _running():
+        folder = Path(rec.service_file).parent if rec.service_file else None
+        if (
+            folder
+            and folder.is_dir()
+            and not folder.is_relative_to(catalog.SERVICES_DIR)
+            and folder not in current
+            and str(folder) not in dirs
+        ):
+            dirs.append(str(folder))
+    if dirs:
+        catalog.add_service_dirs(dirs)
+
+
+def _check_names(names: list[str]) -> None:
+    """Names `down` and `logs` accept: what runs (even when its service.yaml broke since), and
+    the catalog's isvcs."""
+    running = {r.isvc for r in _running()}
+    rest = [n for n in names if n not in running]
+    if rest:
+        _know_running_isvcs()
+        catalog.select(rest)
+
+
 def _services(args: argparse.Namespace) -> list[Service]:
+    _know_running_isvcs()
     if args.all:
         return list(catalog.load_all().values())
     if not args.isvcs:
@@ -166,14 +206,28 @@ def _services(args: argparse.Namespace) -> list[Service]:
     return catalog.select(args.isvcs)
 
 
+def gateway_port(requested: int | None) -> int:
+    """--port when given; else the running gateway's port (URLs printed earlier stay true); else
+    the default."""
+    if requested is not None:
+        return requested
+    gw = state.read().gateway
+    return gw.port if gw else DEFAULT_PORT
+
+
 def _options(args: argparse.Namespace, target: str) -> UpOptions:
-    if not 0 < args.port < 65536:
+    if args.port is not None and not 0 < args.port < 65536:
         raise RunError(f"--port must be a TCP port, got {args.port}")
     env = {}
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise RunError(f"--env takes KEY=VALUE, got {item!r}")
+            raise UsageError(f"--env takes KEY=VALUE, got {item!r}")
+        if not re.fullmatch(catalog.ENV_NAME, key):
+            raise UsageError(
+                f"--env {item!r}: {key!r} is not a valid environment variable name (letters, "
+                "digits and _, not starting with a digit)"
+            )
         env[key] = value
     if args.max_body_bytes is not None and args.max_body_bytes <= 0:
         raise RunError("--max-body-bytes must be positive")  # the gateway enforces it (413)
@@ -188,8 +242,14 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
     source = args.model_source
     if source not in ("sandbox", "production") and (args.all or len(args.isvcs) != 1):
         raise RunError("--model-source URI names one model: give exactly one isvc")
+    local_path = source not in ("sandbox", "production") and "://" not in source
+    if local_path and not Path(source).expanduser().exists():
+        raise UsageError(
+            f"--model-source {source}: no such file or folder (give a local path that "
+            "exists, or a URI: s3://, gs://, https://)"
+        )
     return UpOptions(
-        gateway_port=args.port,
+        gateway_port=gateway_port(args.port),
         mediawiki=mw,
         timeout_s=timeout,
         env=env,
@@ -233,9 +293,12 @@ def _print_next_steps(services: list[Service], target: Target) -> None:
         print(f"\n{s.name}: curl -s {base}{s.predict_path} -H 'Host: {s.host}' -d '{body}'")
     where = "" if target.name == "local" else f" --target {target.name}"
     cli = prog()
+    # isvcs from outside services/ are found again (after `down`) with the folder they came from.
+    outside = [s.dir for s in services if not s.dir.is_relative_to(catalog.SERVICES_DIR)]
+    sd = "".join(f" --service-dir {shlex.quote(str(d))}" for d in dict.fromkeys(outside))
     print(
-        f"\n{cli} status{where} | {cli} logs <isvc> | {cli} predict <isvc>{where} | "
-        f"{cli} down{where}"
+        f"\n{cli} status{where} | {cli} logs <isvc>{sd} | {cli} predict <isvc>{sd} | "
+        f"{cli} up <isvc>{sd} | {cli} down{where}"
     )
 
 
@@ -268,7 +331,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     names = args.isvcs or None
     if names:
-        catalog.select(names)
+        _check_names(names)
     chosen = [args.target] if args.target else targets.active()
     results = [targets.get(t).down(names) for t in chosen]
     if not names:
@@ -315,7 +378,35 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if any(r.state not in ("running", "ready") for r in rows) else 0
 
 
+LOG_NAMES = ("gateway", "mediawiki")
+
+
+def _check_log_name(name: str, component: str | None) -> None:
+    """An isvc that runs or is in the catalog, `gateway` or `mediawiki`; a component it has."""
+    if name in LOG_NAMES:
+        if component:
+            raise UsageError(f"--component is for isvcs; {name} has no components")
+        return
+    rec = next((r for r in _running() if r.isvc == name), None)
+    if rec is None:
+        _know_running_isvcs()
+        cat = catalog.Catalog()
+        if name in cat.broken:
+            raise cat.broken[name]
+        if name not in cat.services:
+            known = [*LOG_NAMES, *cat.services]
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise CatalogError(f"unknown isvc {name!r}{hint}; logs of: {', '.join(known)}")
+        have = [n for n, _ in cat.services[name].component_items()]
+    else:
+        have = list(rec.components)
+    if component and component not in have:
+        raise UsageError(f"{name} has no {component}; its components: {', '.join(have)}")
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
+    _check_log_name(args.name, args.component)
     if args.name == "gateway":
         log = state.logs_dir() / "gateway.log"
         if not log.exists():
@@ -323,8 +414,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
             return 1
         local.LocalBackend().logs([local.file_component(log)], args.follow, args.lines)
         return 0
-    if args.name != "mediawiki":
-        catalog.get(args.name)
     target = args.target or targets.running(args.name) or "local"
     return targets.get(target).logs(args.name, args.component, args.follow, args.lines)
 
@@ -345,6 +434,7 @@ def _body(args: argparse.Namespace, service: Service) -> tuple[Sample | None, by
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    _know_running_isvcs()
     service = catalog.get(args.isvc)
     sample, body = _body(args, service)
     target = args.target or targets.running(service.name) or "local"

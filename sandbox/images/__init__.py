@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -212,16 +213,24 @@ def ensure_wheelhouse(recipe: Recipe, arch: str, force: bool = False) -> Path | 
                 with step(f"downloading the wheels of {', '.join(translation.requirements)}"):
                     proc = subprocess.run([*cmd, "-d", str(tmp)], capture_output=True, text=True)
                 if proc.returncode != 0:
-                    raise _NoWheels
+                    raise _NoWheels(proc.stderr)
                 (tmp / ".stamp").write_text("ok\n")
-        except _NoWheels:
-            print(
-                "  (information) not every requirement has a wheel for bookworm's Python "
-                f"{PYTHON_VERSION}/{arch}: pip in the build compiles from the index",
-                file=sys.stderr,
-            )
+        except _NoWheels as e:
+            print(wheelhouse_note(str(e)), file=sys.stderr)
             return None
     return dest
+
+
+def wheelhouse_note(pip_stderr: str) -> str:
+    """What a failed wheel download means for the build, said as information (it is not a
+    failure): which requirement has no wheel, without pip's error text."""
+    found = re.findall(r"No matching distribution found for (\S+)", pip_stderr)
+    names = ", ".join(dict.fromkeys(found))
+    which = f" ({names} has no wheel for bookworm's Python {PYTHON_VERSION})" if found else ""
+    return (
+        f"  • info: no prebuilt wheelhouse{which}; pip inside the image build installs from the "
+        "package index instead, compiling what has no wheel, as production's build does"
+    )
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -261,7 +270,7 @@ def ensure_base_image(env: dict[str, str] | None = None) -> None:
         return
     if base == DEFAULT_BASE_IMAGE:
         raise RunError(
-            f"the base image {base} is missing: build it with `sudo scripts/build-base-image.sh` "
+            f"the base image {base} is missing: build it with `scripts/build-base-image.sh` "
             "(or set SANDBOX_BASE_IMAGE to a bookworm image you can pull)"
         )
     with step(f"pulling the base image {base}"):

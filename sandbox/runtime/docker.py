@@ -200,7 +200,11 @@ class DockerBackend:
             for s in services
             for n, _ in s.component_items()
         }
-        replay = images.build(images.replay_recipe()) if opts.mediawiki.replay_server else None
+        replay = (
+            images.build(images.replay_recipe())
+            if opts.mediawiki.replay_server and any(s.uses_mediawiki for s in services)
+            else None
+        )
         if _docker("network", "inspect", network_name(), check=False).returncode != 0:
             _docker("network", "create", "--label", f"{LABEL_SANDBOX}={sandbox_id()}",
                     network_name())  # fmt: skip

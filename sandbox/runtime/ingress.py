@@ -49,19 +49,22 @@ def ensure_gateway(
     """Start the gateway on `port` with this body limit unless it already runs so. True if it was
     started."""
     gw = st.gateway
+    alive = bool(gw) and processes.alive(gw.process)
     same = gw and gw.port == port and gw.max_body_bytes == max_body_bytes
-    if gw and same and processes.alive(gw.process):
+    if gw and same and alive:
         return False
-    if gw:
-        processes.stop(gw.process)
-        st.gateway = None
-        st.save()
-    if processes.port_in_use(port):
+    # Check the new port before stopping the old gateway: a failed move keeps the working one.
+    ours = gw is not None and alive and gw.port == port
+    if not ours and processes.port_in_use(port):
         raise RunError(
             f"port {port} is already in use by another program; choose the gateway port with "
             f"--port (or SANDBOX_GATEWAY_PORT). If it is a sandbox left behind, `{prog()} "
             f"status` lists it as an orphan and `{prog()} down` stops it."
         )
+    if gw:
+        processes.stop(gw.process)
+        st.gateway = None
+        st.save()
     write_routes(routes_file(), _routes(st))
     cmd = [sys.executable, "-m", "sandbox.runtime.gateway", "--routes", str(routes_file())]
     cmd += ["--port", str(port)]
@@ -131,7 +134,14 @@ def stop_gateway_if_idle(st: State) -> bool:
 def status(st: State) -> list[ComponentStatus]:
     gw = st.gateway
     if not gw:
-        return []
+        if not (st.isvcs or st.starting):
+            return []
+        # isvcs on record but no gateway: nothing reaches them.
+        return [
+            ComponentStatus(
+                "-", "-", "gateway", "missing", "-", None, f"start it: {prog()} up <isvc>"
+            )
+        ]
     ok = processes.alive(gw.process)
     return [
         ComponentStatus(

@@ -39,7 +39,7 @@ from sandbox import models
 from sandbox.catalog import Component, Service
 from sandbox.errors import RunError
 from sandbox.hints import prog
-from sandbox.paths import run_dir
+from sandbox.paths import private_dir, run_dir
 from sandbox.progress import step
 from sandbox.runtime import ingress, processes, state
 from sandbox.runtime.options import MediaWiki, UpOptions
@@ -192,7 +192,8 @@ def replay_mode_args(mode: MediaWiki, directory: str | None) -> list[str]:
 
 
 def models_root(isvc: str) -> Path:
-    return run_dir() / "models" / isvc
+    """Where an isvc's models are staged, per revision: private, like the whole run dir."""
+    return private_dir(run_dir() / "models") / isvc
 
 
 def component_env(component: Component, wiki_url: str | None, opts: UpOptions) -> dict[str, str]:
@@ -238,6 +239,9 @@ class HostTarget:
     # -- up -------------------------------------------------------------------------------------
     def up(self, services: list[Service], opts: UpOptions) -> None:
         self.backend.check(opts)
+        st = state.read()
+        for service in services:  # before any build: a conflict is found in a second
+            self._check_other_targets(st, service)
         with signals_interrupt():
             prepared = self.backend.prepare(services, opts)
             with state.locked() as st:
@@ -247,7 +251,7 @@ class HostTarget:
                         undo.gateway = ingress.ensure_gateway(
                             st, opts.gateway_port, opts.max_body_bytes
                         )
-                    wiki_url = self._mediawiki_url(st, opts, prepared, undo)
+                    wiki_url = self._mediawiki_url(st, opts, prepared, undo, services)
                     for service in services:
                         self._up_one(st, service, opts, prepared, wiki_url, undo)
                 except BaseException as e:
@@ -257,14 +261,29 @@ class HostTarget:
                             f"interrupted ({e or 'SIGINT'}): stopped what this command started",
                             file=sys.stderr,
                         )
+                        e.reported = True  # type: ignore[attr-defined]  # the CLI says it once
                     raise
 
     def _mediawiki_url(
-        self, st: State, opts: UpOptions, prepared: Prepared, undo: _Undo
+        self,
+        st: State,
+        opts: UpOptions,
+        prepared: Prepared,
+        undo: _Undo,
+        services: list[Service],
     ) -> str | None:
         mode = opts.mediawiki
         if not mode.replay_server:
             return mode.url
+        if not any(s.uses_mediawiki for s in services):
+            names = ", ".join(s.name for s in services)
+            who = f"{names} does not" if len(services) == 1 else f"none of {names}"
+            print(
+                f"• no MediaWiki replay server: {who} call MediaWiki (no WIKI_URL in a "
+                "component's env in service.yaml)",
+                file=sys.stderr,
+            )
+            return None
         current = st.mediawiki.get(self.name)
         spec = json.dumps([prepared.replay_image, mode.kind, mode.directory])
         if current and current.spec == spec and self.backend.alive(current):
@@ -302,13 +321,7 @@ class HostTarget:
     ) -> None:
         b = self.backend
         key = self._key(service.name)
-        for other in st.isvcs.values():
-            if other.isvc == service.name and other.target != self.name:
-                raise RunError(
-                    f"{service.name} already runs on the {other.target} target, and one Host "
-                    f"routes to one isvc: `{prog()} down {service.name} --target "
-                    f"{other.target}` first"
-                )
+        self._check_other_targets(st, service)  # again, under the lock
         plans = {
             name: b.plan(service, name, comp, opts, wiki_url, prepared)
             for name, comp in service.component_items()
@@ -335,9 +348,11 @@ class HostTarget:
 
         models_dir = models_root(service.name) / fp
         with step(f"staging the {service.name} model into {models_dir}"):
-            models.stage(service, models_dir, opts.model_source)
+            # Private, unless a container's user (not this one) must read the docker mount.
+            models.stage(service, models_dir, opts.model_source, private=self.name == "local")
 
         rec = IsvcRecord(self.name, service.name, service.host, fp, str(models_dir))
+        rec.service_file = str(service.dir / "service.yaml")
         st.starting[key] = rec
         undo.isvcs.append(key)
         st.save()
@@ -370,13 +385,22 @@ class HostTarget:
         undo.isvcs.remove(key)
         st.save()
         if old:
-            with step(f"stopping the previous {service.name} ({b.unit}s drain in-flight requests)"):
+            with step(f"stopping the previous {service.name} (in-flight requests drain first)"):
                 self._retire(old)
         print(
             f"✓ {service.name} is up{'' if self.name == 'local' else f' in {self.name}'}: "
             f"Host {service.host}",
             file=sys.stderr,
         )
+
+    def _check_other_targets(self, st: State, service: Service) -> None:
+        for other in st.isvcs.values():
+            if other.isvc == service.name and other.target != self.name:
+                raise RunError(
+                    f"{service.name} already runs on the {other.target} target, and one Host "
+                    f"routes to one isvc: `{prog()} down {service.name} --target "
+                    f"{other.target}` first"
+                )
 
     def _wait_ready(self, service: Service, rec: IsvcRecord, deadline: float, limit: float) -> None:
         pending = dict(rec.components)

@@ -52,7 +52,10 @@ def code_hash(service: Service) -> str:
             for name in sorted(filenames):
                 if name.endswith((".pyc", ".log")):
                     continue
-                st = os.stat(os.path.join(dirpath, name))
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:  # a dangling symlink (an editor's lock file)
+                    continue
                 h.update(f"{dirpath}/{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return h.hexdigest()[:16]
 

@@ -86,6 +86,9 @@ class IsvcRecord:
     fingerprint: str
     models_dir: str
     components: dict[str, ComponentRecord] = field(default_factory=dict)
+    # The service.yaml it was started from: the CLI knows it by name while it runs, wherever it
+    # came from (`init --dir`, `--service-dir`), even when that file is broken since.
+    service_file: str = ""
 
     @property
     def key(self) -> str:
@@ -107,6 +110,7 @@ class IsvcRecord:
             fingerprint=str(d["fingerprint"]),
             models_dir=str(d["models_dir"]),
             components=comps,
+            service_file=str(d.get("service_file", "")),
         )
 
 

@@ -99,8 +99,12 @@ def test_crd_dir_prefers_shared_then_the_cache(
     assert schemas.crd_dir() == tmp_path / "cache" / "crds"
     assert len(schemas.missing_crds()) == len(schemas.crd_sources())
     doc = yaml.safe_load(ISVC)
-    with pytest.raises(schemas.SchemaError, match="manifests validate"):
+    with pytest.raises(schemas.SchemaError, match="manifests validate") as e:
         schemas.validate_documents([doc])
+    # Offline, the message names the setting and what to put there (issue 15, defect 11).
+    assert "SANDBOX_CRD_DIR" in str(e.value)
+    assert "kserve-v0.17.0/serving.kserve.io_inferenceservices.yaml" in str(e.value)
+    assert "../shared/crds" not in str(e.value) and str(tmp_path / "no-shared") not in str(e.value)
 
 
 def test_pinned_crds_are_present_in_ci() -> None:

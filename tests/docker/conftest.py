@@ -1,7 +1,7 @@
 """The docker tier: real images built from the local bookworm base, real containers.
 
 Tests that need a daemon skip with a reason when `docker info` fails or the base image is missing
-(build it with `sudo scripts/build-base-image.sh`, or let `.ci/prepare-docker.sh` do it). Builds
+(build it with `scripts/build-base-image.sh`, or let `.ci/prepare-docker.sh` do it). Builds
 are cached by content-hash tag, so a warm run builds nothing.
 """
 
@@ -23,7 +23,7 @@ def docker_unavailable_reason() -> str | None:
         if not images.image_exists(images.base_image()):
             return (
                 f"the base image {images.base_image()} is missing "
-                "(build it: sudo scripts/build-base-image.sh)"
+                "(build it: scripts/build-base-image.sh)"
             )
         images.buildkit_binary()
     except images.RunError as e:

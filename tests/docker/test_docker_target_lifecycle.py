@@ -55,7 +55,8 @@ def test_down_leaves_no_container_or_network(docker_ready, built, own_run_dir, s
         [services["langid"]],
         UpOptions(gateway_port=free_port(), mediawiki=MediaWiki.parse("replay")),
     )
-    assert len(_sandbox_containers()) == 2  # the predictor and the replay server
+    # langid does not call MediaWiki: no replay server is built or started (issue 15, defect 9).
+    assert len(_sandbox_containers()) == 1 and state.read().mediawiki == {}
     assert _network_exists()
     target.down()
     assert _sandbox_containers() == []

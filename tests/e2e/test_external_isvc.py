@@ -204,6 +204,17 @@ def test_init_writes_an_isvc_that_serves_at_once(run_dir, tmp_path):
                  "--port", str(free_port()))  # fmt: skip
     assert "✓ my-isvc/keywords: HTTP 200" in deploy.stdout
     assert "✓ my-isvc/empty-text: HTTP 400" in deploy.stdout
+    # issue 15 defect 5: the hints name the folder; while it runs, it is known by name.
+    assert f"predict <isvc> --service-dir {folder.resolve()}" in deploy.stdout
+    assert "✓ my-isvc/keywords" in cli("predict", "my-isvc").stdout
+    assert cli("logs", "my-isvc", "-n", "5").returncode == 0
+    assert "my-isvc is up to date" in cli("up", "my-isvc").stderr
+    # Its service.yaml breaks: it can still be read and stopped by name.
+    (folder / "service.yaml").write_text("name: [unclosed\n")
+    assert cli("logs", "my-isvc", "--component", "transformer", "-n", "5").returncode == 0
+    cli("down", "my-isvc")
+    assert "local/my-isvc" not in state.read().isvcs
+    (folder / "service.yaml").unlink()
     again = cli("init", "my-isvc", "--dir", str(where), check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
     bad = cli("init", "My_Isvc", "--dir", str(where), check=False)

@@ -84,6 +84,8 @@ def test_interrupted_up_stops_what_it_started(run_dir, tmp_path, stage, sig):
     assert code == 130, "".join(seen) + rest
     assert "Traceback" not in rest
     assert "stopped what this command started" in rest
+    said = [line for line in rest.splitlines() if line.startswith("interrupted")]
+    assert len(said) == 1, rest  # said once (issue 15, small things)
     _assert_nothing_left()
 
 
@@ -207,13 +209,15 @@ def test_a_changed_isvc_is_replaced_without_a_gap(run_dir):
     t.start()
     try:
         time.sleep(0.5)
-        cli("up", "langid", "--port", str(port), "--env", "SANDBOX_TEST_MARK=2")
+        replaced = cli("up", "langid", "--port", str(port), "--env", "SANDBOX_TEST_MARK=2")
         time.sleep(0.5)
     finally:
         stop.set()
         t.join(60)
     assert sent > 20
     assert errors == []
+    assert "stopping the previous langid" in replaced.stderr
+    assert "processs" not in replaced.stderr
 
 
 def test_logs_are_rotated_and_read_across_files(run_dir, monkeypatch):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -117,8 +118,10 @@ def _production_service_dir(tmp_path: Path) -> Path:
             predictor["env"]["WIKI_URL"] = ""
         doc["components"] = {"predictor": predictor}
         doc["source"] = CHECKOUT
-        doc["model"]["build"] = str(ours.dir / doc["model"]["build"])
+        # model.build stays inside the service folder: bring the sandbox's training folder.
+        build = ours.dir / doc["model"]["build"]
         (root / name).mkdir(parents=True)
+        shutil.copytree(build.parent, root / name / build.parent.relative_to(ours.dir))
         (root / name / "service.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return root
 

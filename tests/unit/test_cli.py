@@ -76,6 +76,13 @@ def test_services_lists_catalog():
         (["predict", "langid"], 1, "gateway is not running"),
         (["predict", "langid", "--data", "@/nonexistent.json"], 1, "cannot read"),
         (["down", "nope"], 2, "unknown isvc"),
+        # issue 15: usage errors exit 2 and say what is wrong
+        (["up", "langid", "--env", "FOO"], 2, "--env takes KEY=VALUE, got 'FOO'"),
+        (["up", "langid", "--env", "model path=x"], 2, "'model path' is not a valid environment"),
+        (["up", "langid", "--model-source", "/no/such/file"], 2, "/no/such/file: no such file"),
+        (["logs", "langid", "--component", "transformer"], 2, "langid has no transformer"),
+        (["logs", "gatway"], 2, "did you mean gateway"),
+        (["logs", "gateway", "--component", "predictor"], 2, "gateway has no components"),
     ],
 )
 def test_errors_are_messages_with_exit_codes(args, code, words):
