@@ -62,9 +62,9 @@ class RecordingBackend:
 @pytest.fixture
 def langid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Service:
     monkeypatch.setenv("SANDBOX_RUN_DIR", str(tmp_path / "run"))
-    monkeypatch.setattr(lifecycle.models, "stage", lambda service, models_dir, source: None)
+    monkeypatch.setattr(lifecycle.models, "stage", lambda service, models_dir, source, private=True: None)
     monkeypatch.setattr(lifecycle, "_ready", lambda comp, isvc: True)
-    monkeypatch.setattr(ingress, "ensure_gateway", lambda st, port, limit: False)
+    monkeypatch.setattr(ingress, "ensure_gateway", lambda st, port, limit, **kw: False)
     return catalog.get("langid")
 
 
@@ -77,7 +77,7 @@ def test_a_route_the_gateway_does_not_take_fails_the_roll_out_and_keeps_the_old(
         st.isvcs["fake/langid"] = old
     published: list[dict[str, int]] = []
 
-    def publish(st: state.State, timeout_s: float = 0) -> bool:
+    def publish(st: state.State, held=None, timeout_s: float = 0) -> bool:
         published.append({h: r.components["predictor"].port for h, r in st.routes().items()})
         return len(published) > 1  # the switch is not taken; putting the old route back is
 
@@ -100,7 +100,7 @@ def test_a_route_the_gateway_takes_retires_the_old(
     old.components["predictor"] = ComponentRecord("predictor", 10000)
     with state.locked() as st:
         st.isvcs["fake/langid"] = old
-    monkeypatch.setattr(ingress, "publish", lambda st, timeout_s=0: True)
+    monkeypatch.setattr(ingress, "publish", lambda st, held=None, timeout_s=0: True)
     backend = RecordingBackend()
     HostTarget(backend).up([langid], UpOptions())
     assert state.read().isvcs["fake/langid"].components["predictor"].port == backend.started[0]

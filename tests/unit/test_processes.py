@@ -74,8 +74,11 @@ def test_spawn_marks_the_process_and_tail_since_shows_one_run(run_dir: Path) -> 
         env=dict(os.environ),
     )
     try:
-        assert processes.carries_mark(second.pid)
+        # The mark is in the environment the child execs with: wait out the fork-to-exec window.
         deadline = time.monotonic() + 10
+        while not processes.carries_mark(second.pid):
+            assert time.monotonic() < deadline, "the spawned process never carried the mark"
+            time.sleep(0.01)
         while "second run" not in processes.tail(log, 50, since=second.log_offset):
             assert time.monotonic() < deadline
             time.sleep(0.05)
