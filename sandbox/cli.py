@@ -8,11 +8,11 @@ import os
 import sys
 
 from sandbox import __version__, catalog
-from sandbox.commands import init, load, manifests, mediawiki, models, runtime, services
+from sandbox.commands import dev, init, load, manifests, mediawiki, models, runtime, services
 from sandbox.errors import SandboxError
 from sandbox.hints import prog
 
-COMMAND_MODULES = [services, init, runtime, load, models, mediawiki, manifests]
+COMMAND_MODULES = [services, init, runtime, dev, load, models, mediawiki, manifests]
 
 
 def build_parser() -> argparse.ArgumentParser:
