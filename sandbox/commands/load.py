@@ -131,11 +131,6 @@ def ingress_url(service: Service, target: str | None) -> tuple[str, str]:
     return target, base
 
 
-def choose_test(service: Service, args: argparse.Namespace, folder: Path) -> LoadTest:
-    test = suite.production_test(service, required=args.production_test)
-    return test or suite.generated_test(service, folder)
-
-
 def choose_baseline(
     service: Service, test: LoadTest, given: Path | None
 ) -> tuple[Path | None, str]:
@@ -152,10 +147,11 @@ def choose_baseline(
 def cmd_load(args: argparse.Namespace) -> int:
     _check(args)
     service = catalog.get(args.isvc)
+    production = suite.production_test(service, required=args.production_test)
     target, base = ingress_url(service, args.target)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     folder = (args.results or run_dir() / "load" / service.name / stamp).resolve()
-    test = choose_test(service, args, folder)
+    test = production or suite.generated_test(service, folder)
     settings = run.Settings(base, args.users, args.spawn_rate, args.run_time)
     out = run.Outputs(folder, service.name)
     print(f"• {service.name} on {target} ({base}, Host {service.host}): {test.describe()}")
