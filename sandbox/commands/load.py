@@ -17,6 +17,9 @@ from sandbox.load.suite import LoadTest
 from sandbox.paths import run_dir
 from sandbox.runtime import ingress, state, targets
 
+# What production's locust.conf sets (run-time = 120s), for the progress estimate only.
+PRODUCTION_RUN_TIME_S = 120
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -155,7 +158,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     settings = run.Settings(base, args.users, args.spawn_rate, args.run_time)
     out = run.Outputs(folder, service.name)
     print(f"• {service.name} on {target} ({base}, Host {service.host}): {test.describe()}")
-    expected = args.run_time or test.defaults.get("run_time") or 120
+    expected = run.duration(test, settings) or PRODUCTION_RUN_TIME_S
     print(f"• running locust for about {expected:.0f}s; results in {folder}", file=sys.stderr)
     run.run(test, settings, out, float(expected))
 

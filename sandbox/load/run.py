@@ -1,12 +1,20 @@
 """Run a locust test headless against an ingress, with progress, into a results folder.
 
 Locust runs in a venv of its own test's pins (`sandbox.isvc.venvs`), in its own session, so a
-Ctrl-C reaches this process only: locust is then asked to stop (SIGTERM: it writes its CSVs and
-report), and killed if it does not within `STOP_GRACE_S`.
+Ctrl-C reaches this process only: locust is then asked to stop, and killed if it does not within
+`STOP_GRACE_S`. It is stopped with SIGINT, on which headless locust writes its HTML report, then
+its CSVs, and fires `quitting` (production's comparison); on SIGTERM it skips the report
+(locust 2.31.5 main.py).
+
+The run time is timed here, from the first row of locust's history: locust's own `--run-time`
+timer starts from its event loop's cached clock, which is as old as the locustfile's import, so a
+locustfile that loads data at import (production's read their CSVs, a few seconds) runs for that
+much less. `--run-time` is still given, later, as a backstop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,15 +85,20 @@ def command(python: Path, test: LoadTest, settings: Settings, out: Outputs) -> l
     cmd += ["--host", settings.host]
     users = _given(settings.users, test.defaults.get("users"))
     rate = _given(settings.spawn_rate, test.defaults.get("spawn_rate"))
-    run_time = _given(settings.run_time_s, test.defaults.get("run_time"))
+    run_time = duration(test, settings)
     if users is not None:
         cmd += ["--users", str(int(users))]
     if rate is not None:
         cmd += ["--spawn-rate", f"{rate:g}"]
     if run_time is not None:
-        cmd += ["--run-time", f"{int(run_time)}s"]
+        cmd += ["--run-time", f"{int(run_time + OVERRUN_S)}s"]  # timed here; a backstop
     cmd += ["--csv", str(out.folder / out.prefix), "--html", str(out.html)]
     return cmd
+
+
+def duration(test: LoadTest, settings: Settings) -> float | None:
+    """Seconds of load (None: what the test's own configuration says)."""
+    return _given(settings.run_time_s, test.defaults.get("run_time"))
 
 
 def _given(value: float | None, default: float | None) -> float | None:
@@ -101,13 +114,16 @@ def environment(test: LoadTest) -> dict[str, str]:
     return env
 
 
-def run(test: LoadTest, settings: Settings, out: Outputs, expected_s: float | None) -> int:
+def run(test: LoadTest, settings: Settings, out: Outputs, expected_s: float) -> int:
     """Run locust to its end, printing progress; its exit code. Raises RunError when it wrote no
     stats (with its log's tail)."""
     python = venv_python(test)
     out.folder.mkdir(parents=True, exist_ok=True)
     cmd = command(python, test, settings, out)
-    deadline = time.monotonic() + (expected_s or 600) + OVERRUN_S
+    seconds = duration(test, settings)
+    started = time.monotonic()
+    stop_at: float | None = None
+    interrupted = False
     with out.log.open("wb") as log:
         proc = subprocess.Popen(
             cmd,
@@ -121,14 +137,19 @@ def run(test: LoadTest, settings: Settings, out: Outputs, expected_s: float | No
         try:
             last = 0.0
             while proc.poll() is None:
-                time.sleep(0.5)
+                time.sleep(0.25)
                 now = time.monotonic()
+                if seconds is not None and stop_at is None and report.read_history(out.history):
+                    stop_at = now + seconds  # the load has started
+                if stop_at is not None and now >= stop_at and not interrupted:
+                    interrupted = True
+                    _signal(proc, signal.SIGINT)  # as --run-time would: report, CSVs, quitting
                 if now - last >= PROGRESS_EVERY_S:
                     last = now
                     p = report.latest_progress(out.history)
                     if p is not None:
                         print(p.line(), file=sys.stderr, flush=True)
-                if now > deadline:
+                if now > started + expected_s + OVERRUN_S * 2:
                     print("  ✗ locust did not stop in time: stopping it", file=sys.stderr)
                     stop(proc)
         except BaseException:
@@ -142,17 +163,21 @@ def run(test: LoadTest, settings: Settings, out: Outputs, expected_s: float | No
     return proc.returncode
 
 
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
 def stop(proc: subprocess.Popen) -> None:
-    """Ask locust's session to stop, then kill it: nothing it started is left running."""
+    """Ask locust's session to stop (SIGINT: it still writes its results), then kill it: nothing
+    it started is left running."""
     if proc.poll() is not None:
         return
+    _signal(proc, signal.SIGINT)
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(STOP_GRACE_S)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
+        _signal(proc, signal.SIGKILL)
         proc.wait()
 
 

@@ -115,7 +115,7 @@ def test_locust_command_keeps_the_tests_own_settings_unless_given(checkout):
     assert cmd[cmd.index("--host") + 1] == "http://127.0.0.1:1"
     assert cmd[cmd.index("--csv") + 1] == "/r/langid"
     cmd = run.command(Path("py"), test, run.Settings("http://h", 4, 2.0, 7), out)
-    assert cmd[cmd.index("--users") + 1] == "4" and cmd[cmd.index("--run-time") + 1] == "7s"
+    assert cmd[cmd.index("--users") + 1] == "4" and cmd[cmd.index("--run-time") + 1] == "67s"
     env = run.environment(test)
     assert env["MODEL"] == "langid" and env["PYTHONDONTWRITEBYTECODE"] == "1"
 
