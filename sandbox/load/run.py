@@ -133,6 +133,7 @@ def run(test: LoadTest, settings: Settings, out: Outputs, expected_s: float) -> 
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_sigint_default,
         )
         try:
             last = 0.0
@@ -161,6 +162,12 @@ def run(test: LoadTest, settings: Settings, out: Outputs, expected_s: float) -> 
             + tail(out.log)
         )
     return proc.returncode
+
+
+def _sigint_default() -> None:
+    """In locust's process: SIGINT acted on even when this command was started with it ignored
+    (`cmd &` in a script, nohup): it is how locust is stopped with its results written."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:

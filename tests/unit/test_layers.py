@@ -32,6 +32,10 @@ FORBIDDEN = {
     "sandbox.runtime.logpipe": ["sandbox."],  # runs next to any isvc: stdlib only
     "sandbox.isvc": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
     "sandbox.isvc.launch": ["sandbox."],  # run by the isvc's own interpreter: stdlib only
+    "sandbox.isvc.zygote": ["sandbox."],  # the same (it imports launch.py beside it)
+    "sandbox.load": ["sandbox.commands", "sandbox.cli"],
+    "sandbox.load.plot": ["sandbox."],  # run by the load test's venv: stdlib and matplotlib
+    "sandbox.dev": ["sandbox.commands", "sandbox.cli"],
     "sandbox.serving": ["sandbox.runtime", "sandbox.commands", "sandbox.models", "sandbox.images"],
     "sandbox.mediawiki": ["sandbox.runtime", "sandbox.commands", "sandbox.serving"],
 }
