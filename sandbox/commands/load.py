@@ -52,10 +52,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="seconds to run (default: the test's; production's locust.conf says 120)",
     )
-    p.add_argument(
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
         "--production-test",
         action="store_true",
         help="use production's load test, and fail if it cannot be found",
+    )
+    which.add_argument(
+        "--from-samples",
+        action="store_true",
+        help="use the test generated from the samples, even when production's is known",
     )
     p.add_argument(
         "--baseline",
@@ -150,7 +156,7 @@ def choose_baseline(
 def cmd_load(args: argparse.Namespace) -> int:
     _check(args)
     service = catalog.get(args.isvc)
-    production = suite.production_test(service, required=args.production_test)
+    production = None if args.from_samples else suite.production_test(service, args.production_test)
     target, base = ingress_url(service, args.target)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     folder = (args.results or run_dir() / "load" / service.name / stamp).resolve()

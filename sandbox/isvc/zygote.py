@@ -16,7 +16,7 @@ each fork runs what is on disk at that moment, without paying for the imports ag
 KServe reads its command line when `kserve.model_server` is imported: `args, _ =
 parser.parse_known_args()` at module level, whose values become the default arguments of
 `ModelServer.__init__` (http_port, grpc_port, workers, ...) and are read by it
-(`args.configure_logging`), as in kserve 0.13.1 and 0.14.1 (the reference isvcs' pins). The
+(`args.configure_logging`), as in kserve 0.13.1, 0.14.1 (the reference isvcs' pins) and 0.17.0. The
 zygote imports kserve with an empty command line, so a child, once its `sys.argv` is the
 component's, parses it again with kserve's own parser and puts the values where the import put
 them (`rebind_kserve_args`): the module's `args`, and the defaults of its functions and methods

@@ -79,7 +79,7 @@ def test_generated_load_test_flags_a_regression_against_a_given_baseline(served,
     folder = tmp_path / "results"
     proc = load(
         "--run-time", "3", "--baseline", str(baseline), "--fail-over", "50",
-        "--results", str(folder), checkout=None,
+        "--results", str(folder), "--from-samples", checkout=CHECKOUT,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "generated from the samples" in proc.stdout
