@@ -57,7 +57,16 @@ def make_target(name: str) -> tuple[Target, object | None]:
 
         zygotes = Zygotes(run_dir() / "dev")
         return HostTarget(ZygoteBackend(zygotes)), zygotes
-    return targets.get(name), None
+    target = targets.get(name)  # minikube: its recorded facts, or a clear error
+    if name == "minikube":
+        from sandbox.runtime.minikube import context_answers
+
+        if not context_answers():
+            raise RunError(
+                "the cluster sandbox does not answer: start it (`ansible-playbook sandbox.yml`) "
+                "or develop on --target local"
+            )
+    return target, None
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

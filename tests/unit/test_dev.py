@@ -132,3 +132,11 @@ def test_zygote_backend_falls_back_to_a_new_process_without_a_zygote(tmp_path, m
     cmd = [sys.executable, str(zygotes.local.LAUNCHER), "--", "model.py"]
     assert backend.spawn(cmd, tmp_path / "x.log", {}, Path(".")) == "spawned"
     assert started == [cmd] and backend.forked == 0
+
+
+def test_dev_on_minikube_without_a_cluster_is_a_clear_error(capsys):
+    from sandbox.cli import main
+
+    assert main(["dev", "langid", "--target", "minikube"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ml-sandbox: error:") and "Traceback" not in err
