@@ -27,6 +27,7 @@ from sandbox.errors import RunError
 from sandbox.isvc import venvs
 from sandbox.load import report
 from sandbox.load.suite import LoadTest
+from sandbox.runtime.lifecycle import signals_interrupt
 
 PLOT_SCRIPT = Path(__file__).with_name("plot.py")
 PROGRESS_EVERY_S = 5.0
@@ -124,7 +125,7 @@ def run(test: LoadTest, settings: Settings, out: Outputs, expected_s: float) -> 
     started = time.monotonic()
     stop_at: float | None = None
     interrupted = False
-    with out.log.open("wb") as log:
+    with signals_interrupt(), out.log.open("wb") as log:  # SIGTERM, SIGHUP: as Ctrl-C
         proc = subprocess.Popen(
             cmd,
             cwd=test.cwd,
