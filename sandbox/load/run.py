@@ -156,6 +156,7 @@ def run(test: LoadTest, settings: Settings, out: Outputs, expected_s: float) -> 
                     stop(proc)
         except BaseException:
             stop(proc)
+            print(f"  locust stopped; what it measured is in {out.folder}", file=sys.stderr)
             raise
     if not out.stats.is_file():
         raise RunError(
