@@ -79,7 +79,7 @@ def test_generated_load_test_flags_a_regression_against_a_given_baseline(served,
     folder = tmp_path / "results"
     proc = load(
         "--run-time", "3", "--baseline", str(baseline), "--fail-over", "50",
-        "--results", str(folder), "--from-samples", checkout=CHECKOUT,
+        "--results", str(folder), "--from-samples", "--save-baseline", checkout=CHECKOUT,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "generated from the samples" in proc.stdout
@@ -88,3 +88,5 @@ def test_generated_load_test_flags_a_regression_against_a_given_baseline(served,
     assert len(flagged) == 1 and PREDICT in flagged[0]
     assert "average latency" in proc.stderr and "beyond --fail-over 50%" in proc.stderr
     assert report.read_stats(folder / "langid_stats.csv")[PREDICT].failures == 0
+    saved = served / "load" / "baselines" / "langid_stats.csv"  # no failure: saved
+    assert saved.read_text() == (folder / "langid_stats.csv").read_text()

@@ -189,3 +189,21 @@ def test_progress_reads_the_last_aggregated_history_row(tmp_path):
     assert p is not None and (p.seconds, p.users, p.requests, p.failures) == (3, 2, 170, 1)
     assert "80.5 req/s" in p.line() and "p95 12 ms" in p.line()
     assert report.latest_progress(tmp_path / "missing.csv") is None
+
+
+def test_baseline_order_given_then_productions_then_the_saved_one(checkout, tmp_path, monkeypatch):
+    from sandbox.commands import load as load_cmd
+
+    monkeypatch.setenv("SANDBOX_RUN_DIR", str(tmp_path / "run"))
+    service = catalog.get("langid")
+    production = suite.production_test(service, required=True)
+    generated = suite.generated_test(service, tmp_path / "gen")
+    given = stats_csv(tmp_path / "given.csv", [(PREDICT, 1, 0, 1, 1, 1)])
+    assert load_cmd.choose_baseline(service, production, given)[0] == given
+    assert load_cmd.choose_baseline(service, production, None)[0] == production.baseline
+    assert load_cmd.choose_baseline(service, generated, None) == (None, "")
+    saved = load_cmd.baselines_dir() / "langid_stats.csv"
+    saved.parent.mkdir(parents=True)
+    stats_csv(saved, [(PREDICT, 1, 0, 1, 1, 1)])
+    path, label = load_cmd.choose_baseline(service, generated, None)
+    assert path == saved and "sandbox baseline" in label
