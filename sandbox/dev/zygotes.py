@@ -17,10 +17,12 @@ import ast
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ ZYGOTE = Path(launch.__file__).with_name("zygote.py")
 READY_TIMEOUT_S = 180.0
 FORK_TIMEOUT_S = 10.0
 STOP_GRACE_S = 5.0
+# sockaddr_un's sun_path is 108 bytes on Linux, with its terminating NUL.
+SOCKET_PATH_MAX = 100
 
 
 def third_party_imports(service: Service) -> list[str]:
@@ -93,15 +97,19 @@ class Zygotes:
     def __init__(self, folder: Path):
         self.folder = folder
         self.by_python: dict[str, Zygote] = {}
+        self.started = 0
 
     def ensure(self, python: str, preload: list[str]) -> Zygote:
         z = self.by_python.get(python)
         if z and z.proc.poll() is None:
             return z
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        n = len(self.by_python) + int(time.time() * 1000) % 100000
-        sock = self.folder / f"zygote-{os.getpid()}-{n}.sock"
-        log = self.folder / f"zygote-{os.getpid()}-{n}.log"
+        self.started += 1
+        name = f"zygote-{os.getpid()}-{self.started}"
+        sock = self.folder / f"{name}.sock"
+        if len(os.fsencode(sock)) > SOCKET_PATH_MAX:  # a Unix socket's path is short
+            sock = Path(tempfile.mkdtemp(prefix="ml-sandbox-")) / f"{name}.sock"
+        log = self.folder / f"{name}.log"
         cmd = [python, str(ZYGOTE), "--socket", str(sock), "--bind", "127.0.0.1"]
         for name in preload:
             cmd += ["--preload", name]
@@ -152,6 +160,8 @@ class Zygotes:
                 z.proc.wait()
         with contextlib.suppress(OSError):
             z.socket.unlink()
+        if z.socket.parent != self.folder:
+            shutil.rmtree(z.socket.parent, ignore_errors=True)
 
 
 class ZygoteBackend(local.LocalBackend):
