@@ -207,6 +207,12 @@ class Service(_Strict):
     model: ModelArtifact
     autoscaling: Autoscaling
     samples: list[Sample] = Field(min_length=1)
+    load_test: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="production's locust test of this isvc: its folder under inference-services' "
+        "test/locust/models (run as MODEL=<name>; `ml-sandbox load`)",
+    )
 
     # Set by load(); not part of the file.
     dir: Path = Field(default=Path("."), exclude=True)

@@ -8,11 +8,21 @@ import os
 import sys
 
 from sandbox import __version__, catalog
-from sandbox.commands import console, init, manifests, mediawiki, models, runtime, services
+from sandbox.commands import (
+    console,
+    dev,
+    init,
+    load,
+    manifests,
+    mediawiki,
+    models,
+    runtime,
+    services,
+)
 from sandbox.errors import SandboxError
 from sandbox.hints import prog
 
-COMMAND_MODULES = [services, init, runtime, models, mediawiki, manifests, console]
+COMMAND_MODULES = [services, init, runtime, dev, load, models, mediawiki, manifests, console]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -312,9 +312,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     _check_console_port(args)
     target.up(services, opts)
     _start_console(args, target.name)
-    failed = smoke.run(
-        target.ingress_url(), services, settle_s=target.settle_s, diagnostics=target.diagnostics
-    )
+    failed = smoke.run_on(target, services)
     _print_next_steps(services, target)
     if failed:
         print(f"\n✗ {failed} sample(s) failed their checks", file=sys.stderr)

@@ -139,8 +139,14 @@ class LocalBackend:
                 value = str(models_dir) + value[len(CONTAINER_MODELS_DIR) :]
             env[key] = value
         log = logs_dir() / f"{service.name}-{name}.log"
-        rec = processes.spawn(cmd, log, env=env, cwd=service.source_dir)
+        rec = self.spawn(cmd, log, env=env, cwd=service.source_dir)
         return ComponentRecord(name, port, process=rec)
+
+    def spawn(
+        self, cmd: list[str], log: Path, env: dict[str, str], cwd: Path | None = None
+    ) -> processes.ProcessRecord:
+        """Start a component's command (`ml-sandbox dev` forks it from a warm zygote instead)."""
+        return processes.spawn(cmd, log, env=env, cwd=cwd)
 
     def alive(self, comp: ComponentRecord) -> bool:
         return comp.process is not None and processes.alive(comp.process)

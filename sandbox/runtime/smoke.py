@@ -12,10 +12,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sandbox.catalog import Sample, Service
 from sandbox.checks import evaluate
 from sandbox.errors import RunError
+
+if TYPE_CHECKING:
+    from sandbox.runtime.targets import Target
 
 TIMEOUT_S = 120
 # Answers that mean "not serving yet" while a route is programmed or a pod scales from zero.
@@ -102,3 +106,11 @@ def run(
         if failed > before and diagnostics is not None:
             print(diagnostics(service), file=sys.stderr)
     return failed
+
+
+def run_on(target: Target, services: list[Service]) -> int:
+    """`run` over a target's ingress, with its settle time and diagnostics: what `deploy` and
+    `dev` check after a roll-out, on every target alike."""
+    return run(
+        target.ingress_url(), services, settle_s=target.settle_s, diagnostics=target.diagnostics
+    )

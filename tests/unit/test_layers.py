@@ -39,6 +39,10 @@ FORBIDDEN = {
     "sandbox.runtime.launch": ["sandbox."],  # run by the isvc's own interpreter: stdlib only
     "sandbox.images.blubber": ["sandbox.runtime", "sandbox.commands", "sandbox.images."],
     "sandbox.mediawiki": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
+    "sandbox.runtime.zygote": ["sandbox."],  # the same (it imports launch.py beside it)
+    "sandbox.load": ["sandbox.commands", "sandbox.cli"],
+    "sandbox.load.plot": ["sandbox."],  # run by the load test's venv: stdlib and matplotlib
+    "sandbox.dev": ["sandbox.commands", "sandbox.cli"],
 }
 
 

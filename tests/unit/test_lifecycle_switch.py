@@ -62,7 +62,9 @@ class RecordingBackend:
 @pytest.fixture
 def langid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Service:
     monkeypatch.setenv("SANDBOX_RUN_DIR", str(tmp_path / "run"))
-    monkeypatch.setattr(lifecycle.models, "stage", lambda service, models_dir, source, private=True: None)
+    monkeypatch.setattr(
+        lifecycle.models, "stage", lambda service, models_dir, source, private=True: None
+    )
     monkeypatch.setattr(lifecycle, "_ready", lambda comp, isvc: True)
     monkeypatch.setattr(ingress, "ensure_gateway", lambda st, port, limit, **kw: False)
     return catalog.get("langid")
