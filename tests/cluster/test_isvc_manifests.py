@@ -164,7 +164,12 @@ def test_isvc_fields_trace_to_service_yaml(name: str) -> None:
             # KServe appends --model_name, --predictor_host and --http_port to a transformer.
             assert container.get("args", []) == spec.args
             assert "STORAGE_URI" not in dict(env)
-        assert env == list(spec.env.items())
+        # WIKI_URL, where declared, is production's: the API proxy the mesh routes.
+        want_env = {
+            **spec.env,
+            **({"WIKI_URL": m.MEDIAWIKI_API_URL} if "WIKI_URL" in spec.env else {}),
+        }
+        assert env == list(want_env.items())
 
 
 def test_a_changed_service_renders_a_different_manifest() -> None:
@@ -213,7 +218,8 @@ def test_render_check_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
     assert cli.main(["manifests", "render"]) == 0
     assert cli.main(["manifests", "render", "--check"]) == 0
     first = sorted(tmp_path.rglob("*.yaml"))
-    assert len(first) == len(SERVICES) + 1
+    # The isvcs, the replay, and deploy's MediaWiki proxy objects per mode.
+    assert len(first) == len(SERVICES) + 1 + len(m.MEDIAWIKI_MODES)
     target = tmp_path / "isvcs" / f"{next(iter(SERVICES))}.yaml"
     target.write_text(target.read_text().replace("ndots", "ndotz"))
     orphan = tmp_path / "isvcs" / "gone-isvc.yaml"

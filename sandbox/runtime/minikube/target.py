@@ -288,10 +288,14 @@ class MinikubeTarget:
             )
         self._require_cluster()
         env: dict[str, str] = {}
-        if opts.mediawiki == "replay":
-            self.deploy_replay(opts.timeout_s)
-            env["WIKI_URL"] = manifests.REPLAY_URL
-        elif opts.mediawiki != "live":
+        if opts.mediawiki in manifests.MEDIAWIKI_MODES:
+            # WIKI_URL stays production's (the API proxy); the mesh routes it to the mode's end.
+            if opts.mediawiki == "replay":
+                self.deploy_replay(opts.timeout_s)
+            self.kube.run(
+                apply_argv(self.facts, manifests.mediawiki_proxy_manifest(opts.mediawiki))
+            )
+        else:
             env["WIKI_URL"] = opts.mediawiki
         failed = []
         for service in services:
