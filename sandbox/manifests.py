@@ -93,7 +93,8 @@ MEDIAWIKI_API_SE = "mw-api-int-ro"
 MEDIAWIKI_API_DR = "https-mw-api-int-ro"
 # --mediawiki live: the public wikis' edge serves every wiki domain on one address, so one
 # endpoint takes every `Host: <lang>.wikipedia.org`; the sidecar originates TLS to it as
-# production's DestinationRule does to the proxy (port 4446 there).
+# production's DestinationRule does to the proxy (port 4446 there), with the SNI taken from the
+# request's Host (ENABLE_AUTO_SNI, on by default: istio/istio@1.24.2 pilot/pkg/features/pilot.go).
 MEDIAWIKI_LIVE_ENDPOINT = "en.wikipedia.org"
 MEDIAWIKI_LIVE_TLS_PORT = 443
 MEDIAWIKI_MODES = ("replay", "live")
