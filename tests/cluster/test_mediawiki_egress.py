@@ -29,8 +29,10 @@ import stack_manifests as F
 
 pytestmark = pytest.mark.cluster
 
-# kubeadm's CoreDNS ConfigMap, which minikube starts from (kubernetes/kubernetes@008b3652959c:
-# cmd/kubeadm/app/phases/addons/dns/manifests.go, CoreDNSConfigMap, with DNSDomain cluster.local).
+# The Corefile of a minikube node: kubeadm's CoreDNS ConfigMap (kubernetes/kubernetes@008b3652959c:
+# cmd/kubeadm/app/phases/addons/dns/manifests.go, CoreDNSConfigMap, DNSDomain cluster.local) with
+# the hosts block minikube inserts before `forward` (kubernetes/minikube@v1.37.0:
+# pkg/minikube/node/start.go, addCoreDNSEntry).
 KUBEADM_COREFILE = """\
 .:53 {
     errors
@@ -44,6 +46,10 @@ KUBEADM_COREFILE = """\
        ttl 30
     }
     prometheus :9153
+    hosts {
+       192.168.49.1 host.minikube.internal
+       fallthrough
+    }
     forward . /etc/resolv.conf {
        max_concurrent 1000
     }
