@@ -38,6 +38,12 @@ MANIFESTS_DIR = REPO_ROOT / "manifests"
 ISVC_DIR = MANIFESTS_DIR / "isvcs"
 REPLAY_MANIFEST = MANIFESTS_DIR / "mediawiki-replay.yaml"
 
+
+def mediawiki_proxy_manifest(mode: str) -> Path:
+    """manifests/mediawiki-proxy-<mode>.yaml: what deploy applies for --mediawiki <mode>."""
+    return MANIFESTS_DIR / f"mediawiki-proxy-{mode}.yaml"
+
+
 # Knative skips tag resolution for this registry (the playbook's registries-skipping-tag-resolving),
 # so images built into the minikube node deploy without a registry.
 IMAGE_REGISTRY = "dev.local"
@@ -66,13 +72,40 @@ SCRAPE_ANNOTATIONS = {
 SANDBOX_MAX_MIN_REPLICAS = 1
 SANDBOX_CPU_REQUEST_SHARE = 4
 
+# MediaWiki egress, as production routes it (operations-deployment-charts@66ce6e0:
+# helmfile.d/admin_ng/values/ml-serve.yaml, net_istio.mesh; rendered by
+# charts/knative-serving/templates/net_istio_mesh.yaml into the knative-serving namespace). An isvc
+# opens its connection to the API proxy `mw-api-int-ro.discovery.wmnet:4680` (its WIKI_URL,
+# helmfile.d/ml-services/articletopic-outlink/values.yaml) and sends `Host: <lang>.wikipedia.org`.
+# The sidecar's HTTP listener on 4680 routes by that Host: the ServiceEntry
+# `mediawiki-api-proxied-domains` puts the wiki domains in the mesh's registry on 4680 and 80, and
+# the VirtualService `mediawiki-api-vs` sends them to the ServiceEntry `mw-api-int-ro`. The
+# playbook's knative role applies those two as production has them; deploy applies
+# `mw-api-int-ro` and its DestinationRule `https-mw-api-int-ro` (render_mediawiki_proxy) for the
+# mode it runs: its endpoint is the replay Service (--mediawiki replay, plain HTTP) or the public
+# wikis' edge over TLS (--mediawiki live), standing in for production's proxy. The name resolves in
+# the cluster through the playbook's CoreDNS rewrite (roles/knative/tasks/mediawiki_egress.yml).
+MESH_NAMESPACE = "knative-serving"
+MEDIAWIKI_API_HOST = "mw-api-int-ro.discovery.wmnet"
+MEDIAWIKI_API_PORT = 4680
+MEDIAWIKI_API_URL = f"http://{MEDIAWIKI_API_HOST}:{MEDIAWIKI_API_PORT}"
+MEDIAWIKI_API_SE = "mw-api-int-ro"
+MEDIAWIKI_API_DR = "https-mw-api-int-ro"
+# --mediawiki live: the public wikis' edge serves every wiki domain on one address, so one
+# endpoint takes every `Host: <lang>.wikipedia.org`; the sidecar originates TLS to it as
+# production's DestinationRule does to the proxy (port 4446 there), with the SNI taken from the
+# request's Host (ENABLE_AUTO_SNI, on by default: istio/istio@1.24.2 pilot/pkg/features/pilot.go).
+MEDIAWIKI_LIVE_ENDPOINT = "en.wikipedia.org"
+MEDIAWIKI_LIVE_TLS_PORT = 443
+MEDIAWIKI_MODES = ("replay", "live")
+
 # The in-cluster MediaWiki replay server (`python -m sandbox.mediawiki`): its own namespace, out
-# of the mesh. A Kubernetes Service is in Istio's registry already, so REGISTRY_ONLY egress lets
-# sidecars reach it without a ServiceEntry.
+# of the mesh; the endpoint of `mw-api-int-ro` under --mediawiki replay.
 REPLAY_NAME = "mediawiki-replay"
 REPLAY_NAMESPACE = "mediawiki-replay"
 REPLAY_PORT = 8080
-REPLAY_URL = f"http://{REPLAY_NAME}.{REPLAY_NAMESPACE}.svc.cluster.local:{REPLAY_PORT}"
+REPLAY_HOST = f"{REPLAY_NAME}.{REPLAY_NAMESPACE}.svc.cluster.local"
+REPLAY_URL = f"http://{REPLAY_HOST}:{REPLAY_PORT}"
 # The replay server's own image, from images/mediawiki-replay/blubber.yaml (sandbox.images).
 REPLAY_IMAGE = f"{IMAGE_REGISTRY}/{images.REPLAY_IMAGE}"
 
@@ -172,13 +205,16 @@ def render_isvc(
     """The InferenceService for `service`.
 
     `image_refs` maps a component to its full image reference (default: `:sandbox` tags);
-    `env_overrides` replace env values a component declares (e.g. WIKI_URL for the replay);
+    `env_overrides` replace env values a component declares; WIKI_URL, where declared, is
+    production's MEDIAWIKI_API_URL unless overridden (`--mediawiki <url>`);
     `extra_env` is set on every component, after service.yaml's (`--env KEY=VALUE`).
     """
     spec: dict[str, Any] = {}
+    # Production's WIKI_URL (the API proxy) unless the caller points it elsewhere.
+    overrides = {"WIKI_URL": MEDIAWIKI_API_URL, **(env_overrides or {})}
     for name, component in service.component_items():
         image = (image_refs or {}).get(name) or f"{image_repository(service, name)}:{STABLE_TAG}"
-        env = {**component_env(service, name, env_overrides), **(extra_env or {})}
+        env = {**component_env(service, name, overrides), **(extra_env or {})}
         env_list = _env(env.items())
         if name == "predictor":
             # First, as the chart's base_env has it; its presence makes KServe add the
@@ -267,6 +303,69 @@ def render_replay(image: str | None = None) -> list[dict[str, Any]]:
     ]
 
 
+def _mediawiki_proxy_ports(target_port: int) -> list[dict[str, Any]]:
+    """Production's two HTTP ports of `mw-api-int-ro` (4680, the one WIKI_URL names, and 80)."""
+    return [
+        {"name": "http-port-k8s", "number": MEDIAWIKI_API_PORT, "protocol": "HTTP",
+         "targetPort": target_port},
+        {"name": "http-port", "number": 80, "protocol": "HTTP", "targetPort": target_port},
+    ]  # fmt: skip
+
+
+def render_mediawiki_proxy(mode: str) -> list[dict[str, Any]]:
+    """The ServiceEntry `mw-api-int-ro` and DestinationRule `https-mw-api-int-ro` for `mode`
+    (replay | live): production's objects (ml-serve.yaml, net_istio.mesh) with the sandbox's
+    endpoint in place of the proxy's DNS name."""
+    if mode not in MEDIAWIKI_MODES:
+        raise ValueError(f"MediaWiki mode {mode!r} is not one of {', '.join(MEDIAWIKI_MODES)}")
+    meta = {"namespace": MESH_NAMESPACE, "labels": dict(MANAGED_BY)}
+    if mode == "replay":
+        ports = _mediawiki_proxy_ports(REPLAY_PORT)
+        endpoint, tls = REPLAY_HOST, "DISABLE"
+    else:
+        ports = [
+            *_mediawiki_proxy_ports(MEDIAWIKI_LIVE_TLS_PORT),
+            {"name": "https-port", "number": MEDIAWIKI_LIVE_TLS_PORT, "protocol": "HTTPS"},
+        ]
+        endpoint, tls = MEDIAWIKI_LIVE_ENDPOINT, "SIMPLE"
+    entry = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": MEDIAWIKI_API_SE, **meta},
+        "spec": {
+            "hosts": [MEDIAWIKI_API_HOST],
+            "ports": ports,
+            "resolution": "DNS",
+            "endpoints": [{"address": endpoint}],
+        },
+    }
+    rule = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": MEDIAWIKI_API_DR, **meta},
+        "spec": {
+            "host": MEDIAWIKI_API_HOST,
+            "trafficPolicy": {
+                # Production originates TLS on both HTTP ports; the replay speaks plain HTTP.
+                "portLevelSettings": [
+                    {"port": {"number": p["number"]}, "tls": {"mode": tls}}
+                    for p in _mediawiki_proxy_ports(0)
+                ],
+                # Production's pool settings (ml-serve.yaml, destination_rules).
+                "connectionPool": {
+                    "tcp": {"maxConnections": 100, "connectTimeout": "30s"},
+                    "http": {
+                        "idleTimeout": "5s",
+                        "maxRequestsPerConnection": 1000,
+                        "maxRetries": 0,
+                    },
+                },
+            },
+        },
+    }
+    return [entry, rule]
+
+
 def dump(docs: list[dict[str, Any]], source: str) -> str:
     """YAML text of `docs`, with the generated-file header."""
     body = "---\n".join(yaml.dump(d, Dumper=_Dumper, sort_keys=False, width=100) for d in docs)
@@ -291,6 +390,10 @@ def rendered_files(services: Iterable[Service]) -> dict[Path, str]:
             source = str(s.dir / "service.yaml")
         files[isvc_path(s)] = dump([render_isvc(s)], source)
     files[REPLAY_MANIFEST] = dump(render_replay(), "sandbox/manifests.py")
+    for mode in MEDIAWIKI_MODES:
+        files[mediawiki_proxy_manifest(mode)] = dump(
+            render_mediawiki_proxy(mode), "sandbox/manifests.py"
+        )
     return files
 
 

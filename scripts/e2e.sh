@@ -3,7 +3,7 @@
 # CI (GitHub Actions, Jenkins, GitLab) or by hand.
 #
 #   scripts/e2e.sh all            # every step below in order; diagnostics + teardown always run
-#   scripts/e2e.sh STEP...        # runner setup base-image cluster idempotence deploy test
+#   scripts/e2e.sh STEP...        # runner setup release-urls base-image cluster idempotence deploy test
 #                                 # diagnostics teardown
 #   scripts/e2e.sh changed-count LOG   # sum of changed= in an ansible-playbook PLAY RECAP
 #
@@ -85,6 +85,13 @@ step_setup() {
   ensure_venv dev
 }
 
+# One HEAD request per release asset the playbook downloads, before it starts: a pin naming a
+# release without that asset fails here, naming the URL (scripts/check_release_urls.py).
+step_release_urls() {
+  log "release-urls: every release asset the playbook downloads exists"
+  "$VENV/bin/python" scripts/check_release_urls.py
+}
+
 step_base_image() {
   log "base-image: the debootstrapped bookworm the isvc images build FROM"
   local sudo=()
@@ -162,6 +169,7 @@ run_all() {
   trap finish_all EXIT
   step_runner
   step_setup
+  step_release_urls
   step_base_image
   step_cluster
   step_idempotence
@@ -181,8 +189,8 @@ main() {
   local step
   for step in "$@"; do
     case "$step" in
-      all | runner | setup | base-image | cluster | idempotence | deploy | test | diagnostics | teardown) ;;
-      *) die "unknown step '$step' (all runner setup base-image cluster idempotence deploy test diagnostics teardown; changed-count LOG)" ;;
+      all | runner | setup | release-urls | base-image | cluster | idempotence | deploy | test | diagnostics | teardown) ;;
+      *) die "unknown step '$step' (all runner setup release-urls base-image cluster idempotence deploy test diagnostics teardown; changed-count LOG)" ;;
     esac
   done
   mkdir -p "$ARTIFACTS"

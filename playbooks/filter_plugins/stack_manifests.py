@@ -11,7 +11,9 @@ The layers download a project's release YAML at the pinned version, then:
   - `stack_namespaces` gives every namespace the release's documents use a Namespace document
     first, with production's labels (`stack_namespaces`), and `stack_unknown_namespaces` lists
     namespaces that neither the release nor that table creates;
-  - `stack_workloads` / `stack_crd_names` list what to wait for.
+  - `stack_workloads` / `stack_crd_names` list what to wait for;
+  - `stack_corefile_rewrite` gives CoreDNS's Corefile a rewrite of one name to a cluster Service
+    (the MediaWiki API proxy's name, roles/knative/tasks/mediawiki_egress.yml).
 Applying the adapted documents in one server-side apply keeps re-runs at changed=0, because
 `stack_server_side_clean` first removes what the API server or a controller rewrites after an
 apply: `stringData` (folded into `data`, kubernetes/kubernetes#118519), `status`, a null
@@ -251,6 +253,26 @@ def stack_merge_configmaps(docs: list[Any], overlays: list[Any]) -> list[dict[st
     return out + list(pending.values())
 
 
+def stack_patch_documents(docs: list[Any], patches: list[Any]) -> list[dict[str, Any]]:
+    """`docs` with each patch (any kind but ConfigMap) deep-merged over the release's document of
+    the same kind and name, as production's charts patch KServe's files (deployment-charts
+    charts/kserve-resources/templates/_common.tpl, renderPatchedResource: maps merge, anything
+    else is replaced). A patch the release has no document for is an error: it would silently
+    patch nothing."""
+    pending = {(p["kind"], p["metadata"]["name"]): p for p in patches if p}
+    out = []
+    for doc in docs:
+        patch = pending.pop((doc.get("kind"), doc.get("metadata", {}).get("name")), None)
+        if patch is not None:
+            body = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "metadata")}
+            doc = _merge(copy.deepcopy(doc), body)
+        out.append(doc)
+    if pending:
+        names = ", ".join(f"{k}/{n}" for k, n in pending)
+        raise ValueError(f"patches for documents the release does not have: {names}")
+    return out
+
+
 def stack_split_crds(docs: list[Any]) -> dict[str, list[dict[str, Any]]]:
     """{'crds': [...], 'rest': [...]}: CRDs are applied and Established before the rest."""
     crds = [d for d in docs if d and d.get("kind") == "CustomResourceDefinition"]
@@ -281,7 +303,12 @@ def stack_adapt(
     kept = stack_select(kept, drop)
     kept = stack_namespaces(kept, namespaces, create_namespaces)
     kept = stack_unset(stack_server_side_clean(kept), unset)
-    kept = stack_merge_configmaps(kept, [o for o in overlays or [] if o])
+    kept = stack_merge_configmaps(
+        kept, [o for o in overlays or [] if o and o.get("kind") == "ConfigMap"]
+    )
+    kept = stack_patch_documents(
+        kept, [o for o in overlays or [] if o and o.get("kind") != "ConfigMap"]
+    )
     kept = stack_customize(kept, resources, env, images)
     split = stack_split_crds(kept)
     known = list(namespaces or {}) + list(external_namespaces or [])
@@ -290,6 +317,47 @@ def stack_adapt(
         "uncovered": stack_uncovered(split["rest"], resources),
         "unknown_namespaces": stack_unknown_namespaces(split["rest"], known),
     }
+
+
+COREFILE_MARK = "# ml-sandbox rewrite: "
+
+
+def _regex_name(name: str) -> str:
+    return name.replace(".", "\\.")
+
+
+def stack_corefile_rewrite(corefile: str, name: str, target: str) -> str:
+    """`corefile` with one rewrite of `name` to `target` (both FQDNs without the trailing dot)
+    at the top of its `.:53` server block, replacing the one an earlier run added for `name`.
+
+    The request-and-answer form (CoreDNS plugin/rewrite, "Response Rewrites"): the question is
+    rewritten to `target` and the answer's name back to `name`, so the client's resolver accepts
+    it. Idempotent: the same input gives the same output."""
+    mark = f"{COREFILE_MARK}{name}"
+    lines = corefile.splitlines()
+    out: list[str] = []
+    skip = 0
+    for line in lines:  # drop the block an earlier run wrote (the mark line and 4 after it)
+        if line.strip() == mark:
+            skip = 5
+        if skip:
+            skip -= 1
+            continue
+        out.append(line)
+    try:
+        start = next(i for i, ln in enumerate(out) if re.match(r"^\s*\.:53\s*\{\s*$", ln))
+    except StopIteration:
+        raise ValueError("the Corefile has no `.:53 {` server block") from None
+    indent = re.match(r"^(\s*)", out[start]).group(1) + "    "
+    block = [
+        f"{indent}{mark}",
+        f"{indent}rewrite stop {{",
+        f"{indent}    name regex ^{_regex_name(name)}\\.$ {target}.",
+        f"{indent}    answer name ^{_regex_name(target)}\\.$ {name}.",
+        f"{indent}}}",
+    ]
+    out[start + 1 : start + 1] = block
+    return "\n".join(out) + ("\n" if corefile.endswith("\n") else "")
 
 
 class FilterModule:
@@ -307,4 +375,6 @@ class FilterModule:
             "stack_split_crds": stack_split_crds,
             "stack_adapt": stack_adapt,
             "stack_merge_configmaps": stack_merge_configmaps,
+            "stack_corefile_rewrite": stack_corefile_rewrite,
+            "stack_patch_documents": stack_patch_documents,
         }

@@ -46,6 +46,9 @@ def stack_vars() -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for f in sorted((PLAYBOOKS / "group_vars" / "all").glob("*.yml")):
         merged.update(yaml.safe_load(f.read_text()))
+    # The model store's location: the model_store role's inputs, which other layers read.
+    store = yaml.safe_load((PLAYBOOKS / "roles/model_store/defaults/main.yml").read_text())
+    merged.update({k: v for k, v in store.items() if "{{" not in str(v)})
     return merged
 
 

@@ -41,5 +41,5 @@ def test_render_writes_an_external_isvcs_manifest_beside_its_service_yaml(
     assert manifests.isvc_path(svc) in files
     assert all(
         p.parent == manifests.ISVC_DIR for p in files if p.name != "inferenceservice.yaml"
-        and p != manifests.REPLAY_MANIFEST
+        and p.parent != manifests.MANIFESTS_DIR
     )  # fmt: skip

@@ -164,7 +164,12 @@ def test_isvc_fields_trace_to_service_yaml(name: str) -> None:
             # KServe appends --model_name, --predictor_host and --http_port to a transformer.
             assert container.get("args", []) == spec.args
             assert "STORAGE_URI" not in dict(env)
-        assert env == list(spec.env.items())
+        # WIKI_URL, where declared, is production's: the API proxy the mesh routes.
+        want_env = {
+            **spec.env,
+            **({"WIKI_URL": m.MEDIAWIKI_API_URL} if "WIKI_URL" in spec.env else {}),
+        }
+        assert env == list(want_env.items())
 
 
 def test_a_changed_service_renders_a_different_manifest() -> None:
@@ -213,7 +218,8 @@ def test_render_check_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
     assert cli.main(["manifests", "render"]) == 0
     assert cli.main(["manifests", "render", "--check"]) == 0
     first = sorted(tmp_path.rglob("*.yaml"))
-    assert len(first) == len(SERVICES) + 1
+    # The isvcs, the replay, and deploy's MediaWiki proxy objects per mode.
+    assert len(first) == len(SERVICES) + 1 + len(m.MEDIAWIKI_MODES)
     target = tmp_path / "isvcs" / f"{next(iter(SERVICES))}.yaml"
     target.write_text(target.read_text().replace("ndots", "ndotz"))
     orphan = tmp_path / "isvcs" / "gone-isvc.yaml"
@@ -241,3 +247,42 @@ def test_validate_cli(tmp_path: Path, capsys) -> None:
     assert cli.main(["manifests", "validate", str(bad), str(broken)]) == 1
     err = capsys.readouterr().err
     assert "serviceAccount_Name" in err and "not valid YAML" in err
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_catalog_isvc_renders_production_shaped_and_validates(
+    name: str, stack_vars: dict
+) -> None:
+    """Generic over every service.yaml the catalog lists (a new entry is covered by being
+    listed): the InferenceService deploy would apply (content-hash image tags) has the chart's
+    shape, lands where the playbook made room for it, and validates strictly against the
+    Kubernetes 1.31 schemas and the pinned KServe CRD."""
+    svc = SERVICES[name]
+    refs = {c: f"{m.image_repository(svc, c)}:0123abcd" for c, _ in svc.component_items()}
+    doc = m.render_isvc(svc, image_refs=refs)
+    assert _validate([doc]) == []
+    # Where the playbook made room: a namespace it creates, with the kserve ServiceAccount and
+    # the S3 Secret, and a model in the store's bucket (production's s3://wmf-ml-models/...).
+    assert svc.namespace in stack_vars["isvc_namespaces"], (
+        f"{name}: namespace {svc.namespace} is not in isvc_namespaces "
+        "(playbooks/group_vars/all/sandbox.yml); the playbook would not create it"
+    )
+    assert svc.model.storage_uri.startswith(f"s3://{stack_vars['model_store_bucket']}/")
+    # The kserve-inference chart's shape (charts/kserve-inference/templates/services.yaml).
+    for component, _ in svc.component_items():
+        pod = doc["spec"][component]
+        assert set(pod) == {
+            "minReplicas",
+            "maxReplicas",
+            "serviceAccountName",
+            "dnsConfig",
+            "securityContext",
+            "containers",
+        }
+        (container,) = pod["containers"]
+        assert container["name"] == f"kserve-{component}-{name}"
+        assert container["image"] == refs[component]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        if "WIKI_URL" in env:
+            assert env["WIKI_URL"] == m.MEDIAWIKI_API_URL
+    assert doc["spec"]["predictor"]["containers"][0]["env"][0]["name"] == "STORAGE_URI"

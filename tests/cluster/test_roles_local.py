@@ -6,12 +6,23 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import REPO, RoleRunner, recap, sha256
+from .conftest import (
+    INVENTORY,
+    PLAYBOOKS,
+    REPO,
+    ROLE_PLAYBOOK,
+    VENV_BIN,
+    RoleRunner,
+    recap,
+    run,
+    sha256,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -199,3 +210,66 @@ def test_the_model_store_role_creates_the_store_and_uploads_nothing() -> None:
     assert "s3.bucket.create" in tasks
     assert "k8s_cp" not in tasks and "filer.copy" not in tasks and "models path" not in tasks
     assert "model_store_seed" not in (role / "meta" / "argument_specs.yml").read_text()
+
+
+def _run_preflight(
+    home: Path, sandbox_home: Path, **extra: Any
+) -> subprocess.CompletedProcess[str]:
+    """preflight as sandbox.yml runs it, with HOME at `home` (where minikube keeps its
+    profiles), the CPU minimum at 1 (this machine has 2) and no Docker checks."""
+    evars = {
+        "test_role": "preflight",
+        "sandbox_home": str(sandbox_home),
+        "preflight_check_runtime": False,
+        "preflight_min_cpus": 1,
+        **extra,
+    }
+    return run(
+        [str(VENV_BIN / "ansible-playbook"), "-i", str(INVENTORY), str(ROLE_PLAYBOOK),
+         "-e", json.dumps(evars)],
+        ANSIBLE_ROLES_PATH=str(PLAYBOOKS / "roles"),
+        HOME=str(home),
+    )  # fmt: skip
+
+
+def _host_memory_mib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    raise AssertionError("no MemTotal in /proc/meminfo")
+
+
+def test_preflight_passes_a_second_run_that_has_used_the_disk(tmp_path: Path) -> None:
+    """A re-run does not ask for a first run's free disk: the first run's images and volumes
+    are what used it. Simulated: a disk minimum no host meets, before and after the minikube
+    profile exists (as the first run's `minikube start` leaves it)."""
+    home = tmp_path / "user"
+    home.mkdir()
+    first = _run_preflight(home, tmp_path / "sb", preflight_min_disk_gb=10**6)
+    assert first.returncode != 0
+    assert "the sandbox needs at least 1000000 GiB" in first.stdout
+    profile = home / ".minikube" / "profiles" / "ml-sandbox" / "config.json"
+    profile.parent.mkdir(parents=True)
+    profile.write_text("{}\n")
+    second = _run_preflight(home, tmp_path / "sb", preflight_min_disk_gb=10**6)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert "which only a first run needs" in second.stdout
+    # Another profile's cluster is no re-run of this one.
+    other = _run_preflight(home, tmp_path / "sb", preflight_min_disk_gb=10**6,
+                           minikube_profile="another")  # fmt: skip
+    assert other.returncode != 0
+
+
+def test_preflight_compares_memory_with_what_minikube_is_asked_for(tmp_path: Path) -> None:
+    """minikube v1.37.0 exits RSRC_OVER_ALLOC_MEM when --memory exceeds the host's memory
+    (cmd/minikube/cmd/start.go, validateRequestedMemorySize): preflight refuses that host first,
+    and passes the same host when minikube is asked for less."""
+    home = tmp_path / "user"
+    home.mkdir()
+    over = _host_memory_mib() + 512
+    proc = _run_preflight(home, tmp_path / "sb", cluster_memory_mb=over, preflight_min_disk_gb=1)
+    assert proc.returncode != 0
+    assert f"minikube will be asked for {over} MiB" in proc.stdout
+    assert "RSRC_OVER_ALLOC_MEM" in proc.stdout and "cluster_memory_mb" in proc.stdout
+    fits = _run_preflight(home, tmp_path / "sb", cluster_memory_mb=1024, preflight_min_disk_gb=1)
+    assert fits.returncode == 0, fits.stdout[-3000:]

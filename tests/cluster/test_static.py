@@ -124,3 +124,33 @@ def test_the_cluster_docs_name_every_pinned_version() -> None:
     docs = (REPO / "README.md").read_text()
     stale = {k: v for k, v in versions.items() if k.endswith("_version") and str(v) not in docs}
     assert not stale, f"README.md (Cluster sandbox) does not mention {stale}; update its table"
+
+
+def test_every_role_declares_its_inputs_in_defaults_and_argument_specs() -> None:
+    """geerlingguy's style: every default of a role is a documented argument_specs option, and
+    the model_store role's inputs are its defaults, not group_vars (issue 14)."""
+    import yaml
+
+    roles_dir = REPO / "playbooks" / "roles"
+    shared: dict = {}
+    for f in (REPO / "playbooks" / "group_vars" / "all").glob("*.yml"):
+        shared.update(yaml.safe_load(f.read_text()))
+    for role_dir in sorted(p for p in roles_dir.iterdir() if p.is_dir()):
+        role = role_dir.name
+        text = (role_dir / "defaults" / "main.yml").read_text().replace("!unsafe ", "")
+        defaults = yaml.safe_load(text) or {}
+        specs = yaml.safe_load((role_dir / "meta" / "argument_specs.yml").read_text())
+        options = {
+            k: v
+            for entry in specs["argument_specs"].values()
+            for k, v in (entry.get("options") or {}).items()
+        }
+        assert set(defaults) <= set(options), f"{role}: undocumented {set(defaults) - set(options)}"
+        for key, spec in options.items():
+            assert spec.get("description"), f"{role}: {key} has no description"
+    # The model store's inputs are its own (they used to live in group_vars); settings several
+    # layers share (cluster_provider, cluster_memory_mb, ...) stay there.
+    store = yaml.safe_load((roles_dir / "model_store" / "defaults" / "main.yml").read_text())
+    for key in ("namespace", "bucket", "region", "service", "s3_port"):
+        assert f"model_store_{key}" in store
+    assert sorted(k for k in shared if k.startswith("model_store_")) == []

@@ -18,6 +18,7 @@ report as changed.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,10 @@ def reapply_changes(doc: dict[str, Any], docs: list[dict[str, Any]]) -> list[str
 
 def _releases(stack_vars: dict[str, Any], rendered: Path) -> list[dict[str, Any]]:
     """Each release as the layers adapt it: name, upstream file, overlays, env, drop, unset."""
-    kserve_cfg = [str(rendered / "manifests" / "kserve" / "inferenceservice-config.yaml")]
+    kserve_cfg = [
+        str(rendered / "manifests" / "kserve" / f)
+        for f in ("inferenceservice-config.yaml", "storagecontainer-patch.yaml")
+    ]
     knative_cfg = [str(rendered / "manifests" / "knative" / "knative-config.yaml")]
     knative_env = {
         "knative-serving": {"KUBERNETES_MIN_VERSION": stack_vars["knative_kubernetes_min_version"]}
@@ -135,6 +139,7 @@ def _releases(stack_vars: dict[str, Any], rendered: Path) -> list[dict[str, Any]
             "name": "knative-serving-core",
             "file": f"knative-serving-v{kn}/serving-core.yaml",
             "overlays": knative_cfg,
+            "drop": "knative_drop",
             **knative,
         },
         {
@@ -188,6 +193,7 @@ def _settings(stack_vars: dict[str, Any]) -> dict[str, Any]:
             "kserve_drop",
             "kserve_namespaces_created",
             "knative_unset",
+            "knative_drop",
         )
     }
 
@@ -402,3 +408,75 @@ def test_the_stacks_own_documents_render_the_same_twice_and_re_apply_clean(
     assert after == before
     docs = [d for f, ds in rendered_docs.items() if f != "istio/istio-operator.yaml" for d in ds]
     assert [r for d in docs for r in reapply_changes(d, docs)] == []
+
+
+def _storage_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (csc,) = [d for d in docs if d["kind"] == "ClusterStorageContainer"]
+    assert csc["metadata"]["name"] == "default"
+    return csc["spec"]["container"]
+
+
+def test_the_storage_container_kserve_injects_is_patched_as_production(adapted) -> None:
+    """KServe injects the ClusterStorageContainer `default`, merged over the ConfigMap's
+    storageInitializer (kserve/kserve@v0.17.0 pkg/webhook/admission/pod/
+    storage_initializer_injector.go), so production patches it (operations-deployment-charts@
+    66ce6e0: charts/kserve-resources/files/common/storagecontainer-patch.yaml, values.yaml
+    kserve.storage); the sandbox's patch lands on the real release's document."""
+    container = _storage_container(_all(adapted, "kserve"))
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "100Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    # The release's own fields survive the merge; stack_images=upstream keeps its image.
+    assert container["image"] == "kserve/storage-initializer:v0.17.0"
+    assert container["name"] == "storage-initializer"
+
+
+def test_wmf_images_reach_the_storage_container(tmp_path: Path, stack_vars: dict[str, Any]) -> None:
+    """stack_images=wmf: the image KServe injects is Wikimedia's build at production's tag
+    (helmfile.d/admin_ng/kserve-resources/values.yaml, kserve.storage.tag 0.17.0-0)."""
+    from .conftest import VENV_BIN, run
+
+    home = tmp_path / "wmf"
+    proc = run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "playbooks/render.yml",
+            "-e",
+            f"render_home={home}",
+            "-e",
+            "stack_images=wmf",
+        ]
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    kserve = next(r for r in _releases(stack_vars, home) if r["name"] == "kserve")
+    result = _stack_adapt(kserve, _settings(stack_vars))
+    container = _storage_container(result["crds"] + result["rest"])
+    want = "docker-registry.wikimedia.org/kserve-storage-initializer:0.17.0-0"
+    assert container["image"] == want
+    # ...and the ConfigMap's storageInitializer names the same image.
+    (cm,) = [d for d in result["rest"] if d["metadata"]["name"] == "inferenceservice-config"]
+    assert json.loads(cm["data"]["storageInitializer"])["image"] == want
+
+
+def test_a_patch_for_a_document_the_release_lacks_is_an_error() -> None:
+    patch = {"kind": "ClusterStorageContainer", "metadata": {"name": "other"}, "spec": {}}
+    with pytest.raises(ValueError, match="ClusterStorageContainer/other"):
+        stack_manifests.stack_patch_documents([], [patch])
+
+
+def test_knative_runs_without_its_hpas_as_production(adapted) -> None:
+    """Production's chart renders the activator's and webhook's HPAs only with core.enable_hpa,
+    false for ml-serve (operations-deployment-charts@66ce6e0: charts/knative-serving/values.yaml,
+    templates/core.yaml); the real release has both, the sandbox applies neither."""
+    raw = _load(_upstream("knative-serving-v1.21.2/serving-core.yaml"))
+    hpas = {d["metadata"]["name"] for d in raw if d["kind"] == "HorizontalPodAutoscaler"}
+    assert hpas == {"activator", "webhook"}
+    for name in adapted:
+        assert not [d for d in _all(adapted, name) if d["kind"] == "HorizontalPodAutoscaler"]

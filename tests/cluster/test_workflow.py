@@ -72,6 +72,7 @@ def test_workflow_runs_the_e2e_script_steps_in_order() -> None:
     assert [r[1] for r in runs] == [
         "runner",
         "setup",
+        "release-urls",
         "base-image",
         "cluster",
         "idempotence",
@@ -95,7 +96,10 @@ def test_the_runner_is_sized_before_anything_else() -> None:
         (REPO_ROOT / "playbooks/roles/preflight/defaults/main.yml").read_text()
     )
     assert f'E2E_MIN_FREE_GB="${{E2E_MIN_FREE_GB:-{preflight["preflight_min_disk_gb"]}}}"' in text
-    assert f'E2E_MIN_CPUS="${{E2E_MIN_CPUS:-{preflight["preflight_min_cpus"]}}}"' in text
+    # preflight's CPU minimum is what minikube is given (cluster_cpus, group_vars).
+    assert preflight["preflight_min_cpus"] == "{{ cluster_cpus }}"
+    shared = yaml.safe_load((REPO_ROOT / "playbooks/group_vars/all/sandbox.yml").read_text())
+    assert f'E2E_MIN_CPUS="${{E2E_MIN_CPUS:-{shared["cluster_cpus"]}}}"' in text
     comment = (REPO_ROOT / ".github/workflows/nightly-e2e.yml").read_text()
     assert "private repositor" in comment and "14 GB" in comment
 
@@ -169,3 +173,8 @@ def test_e2e_script_carries_the_nightly_steps() -> None:
     assert "./scripts/deploy.sh --all --target minikube" in body("deploy")
     assert "pytest -m e2e --target minikube" in body("test")
     assert "playbooks/teardown.yml" in body("teardown")
+    assert "scripts/check_release_urls.py" in body("release_urls")
+    # all: the assets are checked before anything long runs (base image, playbook).
+    run_all = text[text.index("run_all() {") : text.index("\n}\n", text.index("run_all() {"))]
+    order = [ln.strip() for ln in run_all.splitlines() if ln.strip().startswith("step_")]
+    assert order.index("step_release_urls") < order.index("step_base_image")

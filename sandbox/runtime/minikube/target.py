@@ -265,9 +265,12 @@ class MinikubeTarget:
             )
         self._require_cluster()
         env: dict[str, str] = {}
-        if mode.kind == "emulate":
-            self.deploy_replay(opts.timeout_s)
-            env["WIKI_URL"] = manifests.REPLAY_URL
+        if mode.kind in ("emulate", "live"):
+            # WIKI_URL stays production's (the API proxy); the mesh routes it to the mode's end.
+            mesh_mode = "replay" if mode.kind == "emulate" else "live"
+            if mesh_mode == "replay":
+                self.deploy_replay(opts.timeout_s)
+            self.kube.run(apply_argv(self.facts, manifests.mediawiki_proxy_manifest(mesh_mode)))
         elif mode.url is not None:
             env["WIKI_URL"] = mode.url
         failed = []
