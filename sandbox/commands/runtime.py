@@ -199,7 +199,7 @@ def gateway_port(requested: int | None) -> int:
 
 def _options(args: argparse.Namespace, target: str) -> UpOptions:
     if args.port is not None and not 0 < args.port < 65536:
-        raise RunError(f"--port must be a TCP port, got {args.port}")
+        raise UsageError(f"--port must be a TCP port, got {args.port}")
     env = {}
     for item in args.env:
         key, sep, value = item.partition("=")
@@ -213,7 +213,7 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
         env[key] = value
     if args.max_body_bytes is not None:
         if args.max_body_bytes <= 0:
-            raise RunError("--max-body-bytes must be positive")
+            raise UsageError("--max-body-bytes must be positive")
         # The gateway enforces it (413); the reference isvcs' serving helpers read it too.
         env["MAX_BODY_BYTES"] = str(args.max_body_bytes)
     mw = _mediawiki(args.mediawiki)
@@ -221,10 +221,10 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
         args.timeout if args.timeout is not None else (900.0 if target == "minikube" else 60.0)
     )
     if timeout <= 0:
-        raise RunError("--timeout must be positive")
+        raise UsageError("--timeout must be positive")
     source = args.model_source
     if source not in ("sandbox", "production") and (args.all or len(args.isvcs) != 1):
-        raise RunError("--model-source URI names one model: give exactly one isvc")
+        raise UsageError("--model-source URI names one model: give exactly one isvc")
     local_path = source not in ("sandbox", "production") and "://" not in source
     if local_path and not Path(source).expanduser().exists():
         raise UsageError(
@@ -249,13 +249,13 @@ def _mediawiki(value: str) -> str:
         value = f"record:{RECORDINGS_DIR}"
     mode = MediaWikiMode.of(value)
     if mode is None or not mode.directory:
-        raise RunError(
+        raise UsageError(
             "--mediawiki must be live, replay, replay:DIR, record[:DIR] or an http(s) URL, "
             f"got {value!r}"
         )
     directory = Path(mode.directory).expanduser().resolve()
     if mode.kind == "replay" and not directory.is_dir():
-        raise RunError(f"--mediawiki {value}: {directory} is not a folder of recordings")
+        raise UsageError(f"--mediawiki {value}: {directory} is not a folder of recordings")
     if mode.kind == "record":
         print(f"• recording MediaWiki exchanges into {directory}", file=sys.stderr)
     return f"{mode.kind}:{directory}"
@@ -398,7 +398,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def _body(args: argparse.Namespace, service: Service) -> tuple[Sample | None, bytes]:
     if args.data is not None and args.sample:
-        raise RunError("give a sample name or --data, not both")
+        raise UsageError("give a sample name or --data, not both")
     if args.data is not None:
         raw = args.data
         if raw.startswith("@"):
