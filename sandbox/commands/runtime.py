@@ -217,7 +217,7 @@ def gateway_port(requested: int | None) -> int:
 
 def _options(args: argparse.Namespace, target: str) -> UpOptions:
     if args.port is not None and not 0 < args.port < 65536:
-        raise RunError(f"--port must be a TCP port, got {args.port}")
+        raise UsageError(f"--port must be a TCP port, got {args.port}")
     env = {}
     for item in args.env:
         key, sep, value = item.partition("=")
@@ -230,7 +230,7 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
             )
         env[key] = value
     if args.max_body_bytes is not None and args.max_body_bytes <= 0:
-        raise RunError("--max-body-bytes must be positive")  # the gateway enforces it (413)
+        raise UsageError("--max-body-bytes must be positive")  # the gateway enforces it (413)
     mw = MediaWiki.parse(args.mediawiki)
     if mw.kind == "record":
         print(f"• recording MediaWiki exchanges into {mw.directory}", file=sys.stderr)
@@ -238,10 +238,10 @@ def _options(args: argparse.Namespace, target: str) -> UpOptions:
         args.timeout if args.timeout is not None else (900.0 if target == "minikube" else 60.0)
     )
     if timeout <= 0:
-        raise RunError("--timeout must be positive")
+        raise UsageError("--timeout must be positive")
     source = args.model_source
     if source not in ("sandbox", "production") and (args.all or len(args.isvcs) != 1):
-        raise RunError("--model-source URI names one model: give exactly one isvc")
+        raise UsageError("--model-source URI names one model: give exactly one isvc")
     local_path = source not in ("sandbox", "production") and "://" not in source
     if local_path and not Path(source).expanduser().exists():
         raise UsageError(
@@ -418,7 +418,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def _body(args: argparse.Namespace, service: Service) -> tuple[Sample | None, bytes]:
     if args.data is not None and args.sample:
-        raise RunError("give a sample name or --data, not both")
+        raise UsageError("give a sample name or --data, not both")
     if args.data is not None:
         raw = args.data
         if raw.startswith("@"):

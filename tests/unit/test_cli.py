@@ -83,6 +83,8 @@ def test_services_lists_catalog():
         (["logs", "langid", "--component", "transformer"], 2, "langid has no transformer"),
         (["logs", "gatway"], 2, "did you mean gateway"),
         (["logs", "gateway", "--component", "predictor"], 2, "gateway has no components"),
+        (["up", "langid", "--port", "70000"], 2, "--port must be a TCP port"),
+        (["up", "langid", "--timeout", "0"], 2, "--timeout must be positive"),
     ],
 )
 def test_errors_are_messages_with_exit_codes(args, code, words):
