@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox import catalog
+from sandbox.blubber import mirrors
 from sandbox.catalog import CatalogError, Service
 from sandbox.errors import RunError
 from sandbox.isvc import blubber
@@ -692,6 +693,7 @@ def build_blubber_image(
     binary = buildkit_binary(env)
     if blubber_mode() == "frontend":
         return _build_with_frontend(blubber_file, variant, context, binary, tag, wanted, env, name)
+    _check_fetches(translation)
     ensure_base_image(env)
     wheels = None
     if pip_source() == "wheelhouse" and translation.requirements:
@@ -700,6 +702,19 @@ def build_blubber_image(
     with _file_lock(ctx.with_suffix(".lock")):
         _build_blubber(translation, context, ctx, wheels, binary, tag, wanted, no_cache, env, name)
     return wanted
+
+
+def _check_fetches(translation: blubber.Translation) -> None:
+    """A custom builder that fetches runs where the network allows; else name it and the setting
+    that maps its URL to a local clone (sandbox.blubber.mirrors)."""
+    for command, url in translation.fetches:
+        if not mirrors.reachable(url):
+            raise RunError(
+                f"the Blubber file's custom builder `{command}` fetches {url}, which this machine "
+                f"cannot reach: clone it where the network allows and map it with "
+                f"{mirrors.MIRRORS_ENV}='{url}=/path/to/clone' (README: custom builders that "
+                "fetch)"
+            )
 
 
 def blubber_mode() -> str:
@@ -750,6 +765,8 @@ def _build_blubber(
     shutil.rmtree(ctx, ignore_errors=True)
     for rel in _local_files(context, translation.local_sources):
         _link_or_copy(context / rel, ctx / rel)
+    for mirror in translation.mirrors:  # local clones for `git clone` builders
+        shutil.copytree(mirror.path, ctx / mirror.context_path, symlinks=True)
     (ctx / blubber.WHEELHOUSE).mkdir(parents=True, exist_ok=True)
     for path in sorted(wheels.iterdir()) if wheels else []:
         if path.is_file() and not path.name.startswith("."):
