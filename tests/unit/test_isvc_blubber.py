@@ -255,7 +255,11 @@ def test_apt_release_targets(tmp_path: Path) -> None:
             "does not support",
         ),
         # runs.in exists from v1.5.0 on; this file has no syntax line: v0.21.1's rules.
-        ("variants:\n  var:\n    runs: {in: /tmp}\n", "variants.var.runs.in", "from blubber v1.5.0"),
+        (
+            "variants:\n  var:\n    runs: {in: /tmp}\n",
+            "variants.var.runs.in",
+            "from blubber v1.5.0",
+        ),
         (
             "variants:\n  var:\n    builders: [{node: {}}]\n",
             "variants.var.builders[0].node",
@@ -284,7 +288,7 @@ def test_unknown_and_unsupported_keys_are_named(
 @pytest.mark.parametrize(
     ("yaml_text", "variant", "message"),
     [
-        ("version: v3\nvariants: {var: {}}\n", "var", 'version: config version "v3" is unsupported'),
+        ("version: v3\nvariants: {var: {}}\n", "var", 'config version "v3" is unsupported'),
         (f"version: v4\nbase: {BOOKWORM}\nvariants: {{aaa: {{}}}}\n", "bbb", "no variant 'bbb'"),
         (
             f"version: v4\nbase: {BOOKWORM}\n"
