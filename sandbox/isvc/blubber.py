@@ -135,7 +135,8 @@ def _normalized_destination(a: Artifact) -> str:
     if not a.destination:
         if a.source and _is_dir(a.source):
             return a.source
-        return posixpath.dirname(_normalized_source(a.source)) + "/"
+        # Go's path.Dir: "." for a bare file name (Python's dirname gives "")
+        return (posixpath.dirname(_normalized_source(a.source)) or ".") + "/"
     dest = posixpath.normpath(a.destination)
     if dest != "/" and (_is_dir(a.destination) or _is_dir(a.source)):
         dest += "/"
