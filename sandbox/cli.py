@@ -8,11 +8,20 @@ import os
 import sys
 
 from sandbox import __version__, catalog
-from sandbox.commands import init, manifests, mediawiki, models, runtime, services
+from sandbox.commands import (
+    blubber,
+    init,
+    manifests,
+    mediawiki,
+    models,
+    pipeline,
+    runtime,
+    services,
+)
 from sandbox.errors import SandboxError
 from sandbox.hints import prog
 
-COMMAND_MODULES = [services, init, runtime, models, mediawiki, manifests]
+COMMAND_MODULES = [services, init, runtime, models, mediawiki, manifests, blubber, pipeline]
 
 
 def build_parser() -> argparse.ArgumentParser:

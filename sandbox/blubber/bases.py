@@ -81,7 +81,7 @@ def stand_in(base: str) -> StandIn:
             return StandIn(base, "httpd", apt=("apache2",))
         if name.startswith("ml/amd-vllm"):
             raise BaseImageError(
-                f"base {base} (vLLM on ROCm, a Python 3.12 venv in /srv/venv) has no stand-in: "
+                f"base {base} (vLLM on ROCm) has no stand-in: "
                 "vLLM needs its GPU build and the base cannot be pulled here. Build this file with "
                 "the real Blubber frontend on a machine that can pull "
                 f"{WIKIMEDIA_REGISTRY} (SANDBOX_BLUBBER_BUILD=frontend)"
