@@ -31,9 +31,9 @@ FORBIDDEN = {
     "sandbox.runtime": ["sandbox.commands", "sandbox.cli"],
     "sandbox.runtime.logpipe": ["sandbox."],  # runs next to any isvc: stdlib only
     "sandbox.isvc": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
-    "sandbox.isvc.launch": ["sandbox."],
+    "sandbox.isvc.launch": ["sandbox."],  # run by the isvc's own interpreter: stdlib only
     "sandbox.blubber": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
-    "sandbox.pipeline": ["sandbox.runtime", "sandbox.commands"],  # run by the isvc's own interpreter: stdlib only
+    "sandbox.pipeline": ["sandbox.runtime", "sandbox.commands"],
     "sandbox.serving": ["sandbox.runtime", "sandbox.commands", "sandbox.models", "sandbox.images"],
     "sandbox.mediawiki": ["sandbox.runtime", "sandbox.commands", "sandbox.serving"],
 }
