@@ -37,12 +37,12 @@ lives:
   in: /srv/app
 variants:
   build:
-    apt: {{packages: [python3-pip, python3-venv]}}
+    apt: {{{{packages: [python3-pip, python3-venv]}}}}
     python:
       version: python3
       requirements: [requirements.txt]
   production:
-    apt: {{packages: [python3]}}
+    apt: {{{{packages: [python3]}}}}
     python:
       version: python3
     copies:
