@@ -203,7 +203,12 @@ def _lint_dropped(entrypoint: list[str]) -> list[str] | None:
 
 
 def _run_container(
-    image: str, args: list[str], env: dict[str, str], entrypoint: list[str] | None, tail: deque[str]
+    image: str,
+    args: list[str],
+    env: dict[str, str],
+    entrypoint: list[str] | None,
+    tail: deque[str],
+    seen: list[str],
 ) -> int:
     name = f"ml-sandbox-pipeline-{secrets.token_hex(4)}"
     cmd = [images.docker_binary(), "run", "--rm", "--name", name]
@@ -225,6 +230,8 @@ def _run_container(
         assert proc.stdout is not None
         for line in proc.stdout:
             tail.append(line.rstrip("\n"))
+            if len(seen) < 100 and ("pre-commit" in line or _OFFLINE_LINT.search(line)):
+                seen.append(line.rstrip("\n"))
             print(f"  │ {line.rstrip()}", flush=True)
             if time.monotonic() > deadline:
                 raise RunError(f"the run step ran longer than {RUN_TIMEOUT_S // 60} minutes")
@@ -312,11 +319,12 @@ def _run_stage(
             if entrypoint is not None:
                 result.notes.append(f"--skip-lint: ran {' '.join(entrypoint)} (without {LINT_ARG})")
         tail: deque[str] = deque(maxlen=200)
-        code = _run_container(image, args, env, entrypoint, tail)
+        seen: list[str] = []  # the lines that tell a lint step that could not fetch its hooks
+        code = _run_container(image, args, env, entrypoint, tail, seen)
         if code != 0:
             result.status = "failed"
             result.notes.append(f"the image's entrypoint exited {code}")
-            text = "\n".join(tail)
+            text = "\n".join(seen)
             if "pre-commit" in text and _OFFLINE_LINT.search(text):
                 result.notes.append(
                     "the lint step (pre-commit, tox env ci-lint) fetches its hooks from GitHub, "

@@ -27,6 +27,7 @@ from sandbox.errors import SandboxError
 MIRRORS_ENV = "SANDBOX_GIT_MIRRORS"
 CONTEXT_DIR = ".ml-sandbox-git"
 MOUNT_DIR = "/ml-sandbox-git"
+UPLOAD_PACK = "git -c safe.directory=* upload-pack"
 _URL = re.compile(r"(?:https?|git|ssh)://[^\s'\"]+|git@[\w.-]+:[^\s'\"]+")
 
 
@@ -90,6 +91,12 @@ def rewrite(command: list[str], mirrors: dict[str, Path]) -> tuple[list[str], li
             out.append(f"file://{m.mount_path}")
         else:
             out.append(word)
+    if used:
+        # The mounted clone belongs to another user: git's upload-pack refuses it ("dubious
+        # ownership") unless told otherwise, and a local clone drops GIT_CONFIG_* from its
+        # environment, so the exception rides on the upload-pack command itself.
+        at = out.index("clone") + 1
+        out[at:at] = ["--upload-pack", UPLOAD_PACK]
     return out, used
 
 

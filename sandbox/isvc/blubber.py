@@ -788,12 +788,8 @@ def _custom_run(command: list[str], mirror_map: dict[str, Path]) -> _Custom:
     mounts = "".join(
         f"--mount=type=bind,source={m.context_path},target={m.mount_path} " for m in used
     )
-    git_env = (
-        "GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0='*' " if used else ""
-    )
     line = (
-        f"RUN {mounts}{git_env}{rewritten[0]} "
-        + " ".join(schema.go_quote(a) for a in rewritten[1:])
+        f"RUN {mounts}{rewritten[0]} " + " ".join(schema.go_quote(a) for a in rewritten[1:])
     ).rstrip()
     remaining = [u for u in mirrors.urls(rewritten) if not u.startswith("file://")]
     return _Custom(line, tuple(used), tuple(remaining))

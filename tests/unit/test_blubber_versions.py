@@ -268,6 +268,8 @@ def test_git_clone_builders_use_a_mirror(tmp_path: Path, monkeypatch) -> None:
     run = next(ln for ln in t.dockerfile.splitlines() if "git" in ln and "clone" in ln)
     assert f"--mount=type=bind,source={m.context_path},target={m.mount_path}" in run
     assert f'"file://{m.mount_path}" "ds"' in run and url not in run
+    # the exception for the clone's owner rides on upload-pack (checked in a container)
+    assert 'git "clone" "--upload-pack" "git -c safe.directory=* upload-pack" "--depth"' in run
     assert [u for _, u in t.fetches] == ["https://example.org/x.bin"]  # wget: not a git clone
     monkeypatch.setenv(mirrors.MIRRORS_ENV, f"{url}={tmp_path / 'nothing'}")
     with pytest.raises(BlubberError, match="is not a git clone"):
