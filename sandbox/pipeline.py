@@ -35,7 +35,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -342,7 +342,8 @@ def _run_stage(
         result.notes.append(f"{step}: a Jenkins/cluster step, skipped")
 
 
-def summary(results: list[StageResult], out=sys.stdout) -> None:
+def summary(results: list[StageResult], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     print("\nsummary", file=out)
     for r in results:
         print(f"  {r.name:30} {r.status:8} {r.seconds:7.1f}s", file=out)
