@@ -249,6 +249,7 @@ def run(
     only: list[str] | None = None,
     keep_going: bool = False,
     skip_lint: bool = False,
+    env: dict[str, str] | None = None,
 ) -> list[StageResult]:
     """Run the pipeline's stages (or only those named), printing progress; the results."""
     known = [s.name for s in pipeline.stages]
@@ -276,7 +277,7 @@ def run(
         started = time.monotonic()
         context[".stage"] = stage.name
         try:
-            _run_stage(pipeline, stage, context, result, skip_lint)
+            _run_stage(pipeline, stage, context, result, skip_lint, env or {})
         except SandboxError as e:
             result.status = "failed"
             result.notes.append(str(e))
@@ -290,7 +291,12 @@ def run(
 
 
 def _run_stage(
-    pipeline: Pipeline, stage: Stage, context: dict[str, str], result: StageResult, skip_lint: bool
+    pipeline: Pipeline,
+    stage: Stage,
+    context: dict[str, str],
+    result: StageResult,
+    skip_lint: bool,
+    extra_env: dict[str, str],
 ) -> None:
     if stage.variant:
         tag = images.build_blubber_image(
@@ -309,6 +315,7 @@ def _run_stage(
         env = {
             str(k): _substitute(str(v), context) for k, v in (stage.run.get("env") or {}).items()
         }
+        env.update(extra_env)
         entrypoint = None
         if skip_lint:
             config = images.docker(

@@ -47,10 +47,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run test entrypoints without their ci-lint argument (pre-commit needs GitHub)",
     )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="add to every run step's environment, after the stage's run.env (repeatable), "
+        "e.g. WIKI_URL=... for an isvc whose tests call a wiki",
+    )
     p.set_defaults(func=cmd_pipeline)
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    extra = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise pipeline.PipelineError(f"--env {item!r}: expected K=V")
+        extra[key] = value
     pipe = pipeline.load(args.source, args.name)
     print(
         f"pipeline {pipe.name}: {len(pipe.stages)} stages from {pipe.blubberfile} "
@@ -58,7 +72,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         flush=True,
     )
     results = pipeline.run(
-        pipe, only=args.stages, keep_going=args.keep_going, skip_lint=args.skip_lint
+        pipe, only=args.stages, keep_going=args.keep_going, skip_lint=args.skip_lint, env=extra
     )
     pipeline.summary(results)
     return 1 if any(r.status == "failed" for r in results) else 0

@@ -100,6 +100,8 @@ def test_cli_exits_2_for_a_bad_pipeline_or_stage(tmp_path: Path, capsys) -> None
     assert "has no pipeline 'nope'" in capsys.readouterr().err
     assert cli.main(["pipeline", "svc", "--source", str(root), "--stage", "x"]) == 2
     assert "has no stage 'x'" in capsys.readouterr().err
+    assert cli.main(["pipeline", "svc", "--source", str(root), "--env", "NOEQUALS"]) == 2
+    assert "expected K=V" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not CHECKOUT.is_dir(), reason="../shared/inference-services is not here")
