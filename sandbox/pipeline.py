@@ -54,6 +54,12 @@ _OFFLINE_LINT = re.compile(
 )
 
 
+_UNREACHABLE = re.compile(
+    r"Cannot connect to host ([\w.-]+)|Could not resolve host:? ([\w.-]+)|"
+    r"Failed to resolve '([\w.-]+)'|Max retries exceeded with url: .* host='([\w.-]+)'"
+)
+
+
 class PipelineError(SandboxError):
     """A config.yaml or pipeline the runner cannot follow (exit 2)."""
 
@@ -209,6 +215,7 @@ def _run_container(
     entrypoint: list[str] | None,
     tail: deque[str],
     seen: list[str],
+    hosts: set[str],
 ) -> int:
     name = f"ml-sandbox-pipeline-{secrets.token_hex(4)}"
     cmd = [images.docker_binary(), "run", "--rm", "--name", name]
@@ -232,6 +239,8 @@ def _run_container(
             tail.append(line.rstrip("\n"))
             if len(seen) < 100 and ("pre-commit" in line or _OFFLINE_LINT.search(line)):
                 seen.append(line.rstrip("\n"))
+            for m in _UNREACHABLE.finditer(line):
+                hosts.add(next(g for g in m.groups() if g))
             print(f"  │ {line.rstrip()}", flush=True)
             if time.monotonic() > deadline:
                 raise RunError(f"the run step ran longer than {RUN_TIMEOUT_S // 60} minutes")
@@ -327,7 +336,8 @@ def _run_stage(
                 result.notes.append(f"--skip-lint: ran {' '.join(entrypoint)} (without {LINT_ARG})")
         tail: deque[str] = deque(maxlen=200)
         seen: list[str] = []  # the lines that tell a lint step that could not fetch its hooks
-        code = _run_container(image, args, env, entrypoint, tail, seen)
+        hosts: set[str] = set()  # hosts the run could not reach
+        code = _run_container(image, args, env, entrypoint, tail, seen, hosts)
         if code != 0:
             result.status = "failed"
             result.notes.append(f"the image's entrypoint exited {code}")
@@ -337,6 +347,13 @@ def _run_stage(
                     "the lint step (pre-commit, tox env ci-lint) fetches its hooks from GitHub, "
                     "which this machine cannot reach; rerun with --skip-lint to run the unit "
                     "tests on their own"
+                )
+            if hosts - {"github.com"}:
+                result.notes.append(
+                    "the run could not reach "
+                    + ", ".join(sorted(hosts - {"github.com"}))
+                    + ": tests that call outside hosts fail offline (the container's network is "
+                    "this machine's)"
                 )
             return
     if stage.publish is not None:

@@ -124,3 +124,17 @@ def test_blubber_check_over_production(capsys) -> None:
     assert "unsupported variants.build.base: base docker-registry.wikimedia.org/ml/amd-vllm" in out
     assert "24 of 32 files translate in every variant" in out
     assert cli.main(["blubber", "check", str(REPO_ROOT / "sandbox")]) == 2
+
+
+def test_unreachable_hosts_are_named() -> None:
+    lines = [
+        "E   mwapi.errors.ConnectionError: Cannot connect to host fi.wikipedia.org:443 ssl:default",
+        "fatal: unable to access 'https://github.com/x/': Could not resolve host: github.com",
+    ]
+    hosts = {
+        next(g for g in m.groups() if g)
+        for line in lines
+        for m in pipeline._UNREACHABLE.finditer(line)
+    }
+    assert hosts == {"fi.wikipedia.org", "github.com"}
+    assert pipeline._OFFLINE_LINT.search(lines[1])
