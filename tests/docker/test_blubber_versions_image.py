@@ -111,6 +111,7 @@ def run_json(tag: str) -> dict:
     return json.loads(images.docker("run", "--rm", tag).stdout)
 
 
+@pytest.mark.timeout(1200)  # two cold builds
 def test_one_file_two_versions_two_layouts_both_run(docker_ready, tmp_path: Path) -> None:
     old = checkout(tmp_path / "old", "v0.21.1")
     new = checkout(tmp_path / "new", "v1.5.1")
@@ -156,6 +157,7 @@ def test_pipelines_pass_and_fail_as_their_test_stage(docker_ready, tmp_path: Pat
 
 
 @pytest.mark.skipif(not CHECKOUT.is_dir(), reason="../shared/inference-services is not here")
+@pytest.mark.timeout(1800)  # a cold build: apt build-essential, then kserve 0.17 + pandas in a venv
 def test_editing_suggestions_v0_24_builds_and_serves(
     docker_ready, tmp_path: Path, run_container
 ) -> None:
