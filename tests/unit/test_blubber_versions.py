@@ -329,3 +329,21 @@ def test_production_covers_every_version_it_names() -> None:
         "v1.5.0",
         "v1.5.1",
     }
+
+
+def test_a_fetch_offline_without_a_mirror_is_an_error_naming_the_command(tmp_path: Path) -> None:
+    from sandbox import images
+    from sandbox.errors import RunError
+
+    path = tmp_path / "b.yaml"
+    path.write_text(
+        "# syntax=docker-registry.wikimedia.org/repos/releng/blubber/buildkit:v1.5.0\n"
+        "version: v4\nbase: docker-registry.wikimedia.org/bookworm:1\nvariants:\n  build:\n"
+        "    builder: {command: [git, clone, 'https://git.example.invalid/x.git', x]}\n"
+    )
+    t = blubber.translate(path, "build", base_image=BASE)
+    with pytest.raises(RunError) as err:
+        images._check_fetches(t)
+    message = str(err.value)
+    assert 'git "clone" "https://git.example.invalid/x.git" "x"' in message
+    assert "SANDBOX_GIT_MIRRORS='https://git.example.invalid/x.git=/path/to/clone'" in message
