@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -101,7 +102,9 @@ def rewrite(command: list[str], mirrors: dict[str, Path]) -> tuple[list[str], li
 
 
 def reachable(url: str, timeout: float = 3.0) -> bool:
-    """Whether the URL's host accepts a TCP connection (the build's network is the host's)."""
+    """Whether the URL's host accepts a TCP connection within `timeout` seconds, name lookup
+    included (an offline resolver can take half a minute to give up; the lookup then goes on in a
+    daemon thread that nothing waits for). The build's network is the host's."""
     if url.startswith("git@"):
         host, port = url[4:].split(":", 1)[0], 22
     else:
@@ -110,8 +113,17 @@ def reachable(url: str, timeout: float = 3.0) -> bool:
         port = parts.port or {"http": 80, "git": 9418, "ssh": 22}.get(parts.scheme, 443)
     if not host:
         return False
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    answered, done = threading.Event(), threading.Event()
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                answered.set()
+        except OSError:
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=probe, daemon=True, name=f"probe {host}").start()
+    done.wait(timeout)
+    return answered.is_set()
