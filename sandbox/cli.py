@@ -9,6 +9,7 @@ import sys
 
 from sandbox import __version__, catalog
 from sandbox.commands import (
+    blubber,
     console,
     dev,
     init,
@@ -16,13 +17,26 @@ from sandbox.commands import (
     manifests,
     mediawiki,
     models,
+    pipeline,
     runtime,
     services,
 )
 from sandbox.errors import SandboxError
 from sandbox.hints import prog
 
-COMMAND_MODULES = [services, init, runtime, dev, load, models, mediawiki, manifests, console]
+COMMAND_MODULES = [
+    services,
+    init,
+    runtime,
+    dev,
+    load,
+    models,
+    mediawiki,
+    manifests,
+    blubber,
+    pipeline,
+    console,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,6 +40,7 @@ from sandbox.docker_cli import buildkit_binary, daemon_answers, daemon_arch, doc
 from sandbox.errors import RunError
 from sandbox.fsutil import build_into, file_lock
 from sandbox.images import blubber
+from sandbox.images.blubber import mirrors
 from sandbox.paths import REPO_ROOT, cache_dir, run_dir
 from sandbox.progress import step
 
@@ -318,14 +319,17 @@ def build(
         cmd += ["--target", recipe.variant]
         _build(cmd, recipe, recipe.context, no_cache, wanted, env)
         return wanted
+    translation = recipe.translation()
+    _check_fetches(translation)
     ensure_base_image(env)
     wheels = ensure_wheelhouse(recipe, daemon_arch(env)) if pip_source() == "wheelhouse" else None
-    translation = recipe.translation()
     ctx = cache_dir() / "build-context" / f"{recipe.name.replace('/', '_')}-{tag.split(':')[-1]}"
     with file_lock(ctx.with_suffix(".lock")):
         shutil.rmtree(ctx, ignore_errors=True)
         for rel in _local_files(recipe.context, translation.local_sources):
             _link_or_copy(recipe.context / rel, ctx / rel)
+        for mirror in translation.mirrors:  # local clones for `git clone` builders
+            shutil.copytree(mirror.path, ctx / mirror.context_path, symlinks=True)
         (ctx / blubber.WHEELHOUSE).mkdir(parents=True, exist_ok=True)
         for path in sorted(wheels.iterdir()) if wheels else []:
             if path.is_file() and not path.name.startswith("."):
@@ -337,6 +341,19 @@ def build(
         finally:
             shutil.rmtree(ctx, ignore_errors=True)
     return wanted
+
+
+def _check_fetches(translation: blubber.Translation) -> None:
+    """A custom builder that fetches runs where the network allows; else name it and the setting
+    that maps its URL to a local clone (sandbox.images.blubber.mirrors)."""
+    for command, url in translation.fetches:
+        if not mirrors.reachable(url):
+            raise RunError(
+                f"the Blubber file's custom builder `{command}` fetches {url}, which this machine "
+                f"cannot reach: clone it where the network allows and map it with "
+                f"{mirrors.MIRRORS_ENV}='{url}=/path/to/clone' (README: custom builders that "
+                "fetch)"
+            )
 
 
 def _build(

@@ -37,7 +37,9 @@ FORBIDDEN = {
     "sandbox.runtime.logpipe": ["sandbox."],  # runs next to any isvc: stdlib only
     "sandbox.venvs": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
     "sandbox.runtime.launch": ["sandbox."],  # run by the isvc's own interpreter: stdlib only
-    "sandbox.images.blubber": ["sandbox.runtime", "sandbox.commands", "sandbox.images."],
+    # Blubber's translation knows nothing of the builder or the targets.
+    "sandbox.images.blubber": ["sandbox.runtime", "sandbox.commands", "sandbox.docker_cli"],
+    "sandbox.pipeline": ["sandbox.runtime", "sandbox.commands"],
     "sandbox.mediawiki": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
     "sandbox.runtime.zygote": ["sandbox."],  # the same (it imports launch.py beside it)
     "sandbox.load": ["sandbox.commands", "sandbox.cli"],
