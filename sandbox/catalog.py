@@ -23,6 +23,9 @@ from sandbox.paths import SERVICES_DIR
 
 INGRESS_DOMAIN = "wikimedia.org"
 SERVICES_PATH_ENV = "SANDBOX_SERVICES_PATH"
+# The user's inference-services checkout: production's isvcs (services/production/) serve its code.
+INFERENCE_SERVICES_ENV = "SANDBOX_INFERENCE_SERVICES"
+PRODUCTION_DIR = SERVICES_DIR / "production"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -63,6 +66,18 @@ class Component(_Strict):
         default_factory=list, description="folders put on PYTHONPATH, relative to the source root"
     )
     image: Image | None = Field(default=None, description="build the image from a Blubber file")
+    python: str | None = Field(
+        default=None,
+        pattern=r"^3\.\d+$",
+        description="the Python version production's image runs (default: the sandbox's); found "
+        "on PATH or among uv's managed interpreters",
+    )
+    image_requirements: list[str] = Field(
+        default_factory=list,
+        description="requirement files of this repo (relative to the service.yaml's folder) for "
+        "what production's image gives the isvc beside its own requirement files: the base "
+        "image's torch, a Debian python3-* package of the Blubber file's apt list",
+    )
 
     @property
     def stock(self) -> bool:
@@ -76,14 +91,52 @@ class Components(_Strict):
 
 
 class ModelArtifact(_Strict):
-    file: str = Field(pattern=r"^[^/]+$", description="file name under /mnt/models")
+    file: str = Field(
+        pattern=r"^[^/.][^/]*(/[^/.][^/]*)*$",
+        description="file name under /mnt/models (a tree's model: a relative path in it)",
+    )
     storage_uri: str = Field(
         pattern=r"^s3://wmf-ml-models/.+/$", description="production folder of the model"
     )
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the sandbox-built model")
-    build: str = Field(description="training script, relative to the service folder")
+    build: str | None = Field(
+        default=None, description="training script, relative to the service folder"
+    )
+    data: str | None = Field(
+        default=None,
+        description="a data file of the service folder that is the model as it is (no build)",
+    )
+    build_args: list[str] = Field(
+        default_factory=list, description="arguments for the build script, before the output"
+    )
+    build_in: Literal["sandbox", "isvc"] = Field(
+        default="sandbox",
+        description="the Python the build script runs in: the sandbox's, or the predictor's own "
+        "venv (so it can use the isvc's libraries: keras, transformers, catboost...)",
+    )
+    layout: Literal["file", "tree"] = Field(
+        default="file",
+        description="file: the build writes model.file; tree: the build fills a folder that is "
+        "staged as the whole of /mnt/models (model.file names the file that must be in it), and "
+        "sha256 is that of its manifest (sandbox.models.tree_sha256)",
+    )
     production_url: str | None = Field(default=None, description="public mirror of the model")
     production_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _one_recipe(self) -> ModelArtifact:
+        if (self.build is None) == (self.data is None):
+            raise ValueError("give exactly one of 'build' (a script) or 'data' (a file)")
+        if self.layout == "file" and "/" in self.file:
+            raise ValueError("file: a file name under /mnt/models (a path only with layout: tree)")
+        if self.data is not None and self.layout == "tree":
+            raise ValueError("a 'data' model is one file: layout must be 'file'")
+        return self
+
+    @property
+    def recipe(self) -> str:
+        """The build script or the data file, relative to the service folder."""
+        return self.build if self.build is not None else str(self.data)
 
 
 class Autoscaling(_Strict):
@@ -161,6 +214,12 @@ class Service(_Strict):
     model: ModelArtifact
     autoscaling: Autoscaling
     samples: list[Sample] = Field(min_length=1)
+    production: Any = Field(
+        default=None,
+        description="facts about production's isvc (services/production/: pattern, protocol, "
+        "outside calls, where production's values and code disagree); checked by "
+        "sandbox.production",
+    )
 
     # Set by load(); not part of the file.
     dir: Path = Field(default=Path("."), exclude=True)
@@ -175,10 +234,11 @@ class Service(_Strict):
 
     @property
     def source_dir(self) -> Path:
-        """Where entrypoints, requirement files, pythonpath and Blubber files are found."""
+        """Where entrypoints, requirement files, pythonpath and Blubber files are found.
+        `$SANDBOX_INFERENCE_SERVICES` in `source` is the user's checkout."""
         if self.source is None:
             return self.dir
-        return (self.dir / Path(self.source).expanduser()).resolve()
+        return (self.dir / Path(os.path.expandvars(self.source)).expanduser()).resolve()
 
     @property
     def host(self) -> str:
@@ -235,10 +295,16 @@ def load_file(path: Path) -> Service:
         raise CatalogError(_format_error(path, e)) from None
     if svc.name != path.parent.name:
         raise CatalogError(f"{path}: name {svc.name!r} must match its folder {path.parent.name!r}")
+    if svc.source and "$" in os.path.expandvars(svc.source):
+        raise CatalogError(
+            f"{path}: source: {svc.source} names an unset variable: point it at your "
+            f"inference-services checkout (--inference-services PATH or {INFERENCE_SERVICES_ENV})"
+        )
     src = svc.source_dir
     if not src.is_dir():
         raise CatalogError(f"{path}: source: {src} is not a folder")
-    checks = [("model.build", svc.dir / svc.model.build, "file")]
+    recipe = "model.build" if svc.model.build is not None else "model.data"
+    checks = [(recipe, svc.dir / svc.model.recipe, "file")]
     for n, c in svc.component_items():
         where = f"components.{n}"
         checks.append((f"{where}.entrypoint", src / c.entrypoint, "file"))
@@ -246,6 +312,8 @@ def load_file(path: Path) -> Service:
         checks += [(f"{where}.pythonpath", src / d, "folder") for d in c.pythonpath]
         if c.image:
             checks.append((f"{where}.image.blubber", src / c.image.blubber, "file"))
+        extra = c.image_requirements
+        checks += [(f"{where}.image_requirements", svc.dir / r, "file") for r in extra]
     for label, file, kind in checks:
         if not (file.is_file() if kind == "file" else file.is_dir()):
             raise CatalogError(f"{path}: {label}: {file} is not a {kind}")
@@ -258,7 +326,23 @@ def search_path() -> list[Path]:
     folder shadows one of the same name in a later folder (your checkout's langid over the
     sandbox's reference langid)."""
     extra = [Path(p).expanduser() for p in os.environ.get(SERVICES_PATH_ENV, "").split(":") if p]
-    return [*extra, SERVICES_DIR]
+    production = [PRODUCTION_DIR] if os.environ.get(INFERENCE_SERVICES_ENV) else []
+    return [*extra, *production, SERVICES_DIR]
+
+
+def set_inference_services(path: str | None) -> None:
+    """Serve production's isvcs (services/production/) from this inference-services checkout, for
+    this process and every process it starts. They then shadow the reference isvcs of the same
+    name (langid, outlink-topic-model)."""
+    if not path:
+        return
+    root = Path(path).expanduser().resolve()
+    if not (root / "src" / "models").is_dir() or not (root / ".pipeline").is_dir():
+        raise CatalogError(
+            f"--inference-services {path}: {root} is not an inference-services checkout "
+            "(no src/models/ and .pipeline/)"
+        )
+    os.environ[INFERENCE_SERVICES_ENV] = str(root)
 
 
 def add_service_dirs(dirs: list[str]) -> None:

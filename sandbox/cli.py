@@ -8,11 +8,11 @@ import os
 import sys
 
 from sandbox import __version__, catalog
-from sandbox.commands import init, manifests, mediawiki, models, runtime, services
+from sandbox.commands import coverage, init, manifests, mediawiki, models, runtime, services
 from sandbox.errors import SandboxError
 from sandbox.hints import prog
 
-COMMAND_MODULES = [services, init, runtime, models, mediawiki, manifests]
+COMMAND_MODULES = [services, init, runtime, models, mediawiki, manifests, coverage]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_service_dir(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument(
+        "--inference-services",
+        dest="inference_services",
+        default=default if default == [] else argparse.SUPPRESS,
+        metavar="PATH",
+        help="your inference-services checkout: production's isvcs (services/production/) are "
+        "served from its code (SANDBOX_INFERENCE_SERVICES=PATH does the same)",
+    )
+    parser.add_argument(
         "--service-dir",
         dest="service_dirs",
         action="append",
@@ -57,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        catalog.set_inference_services(args.inference_services or None)
         catalog.add_service_dirs(args.service_dirs)
         return int(args.func(args) or 0)
     except SandboxError as e:

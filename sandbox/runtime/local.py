@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.catalog import Component, Service
-from sandbox.isvc import launch, venvs
+from sandbox.isvc import environment, launch, venvs
 from sandbox.paths import REPO_ROOT
 from sandbox.runtime import processes
 from sandbox.runtime.base import MediaWikiMode, UpOptions
@@ -73,10 +73,7 @@ class LocalBackend:
         for service in services:
             for name, comp in service.component_items():
                 if comp.stock:
-                    reqs = [service.source_dir / r for r in comp.requirements]
-                    venv = venvs.ensure(
-                        reqs, progress=lambda line: print(f"• {line}", file=sys.stderr)
-                    )
+                    venv = environment.venv_for(service, comp)
                     pythons[f"{service.name}/{name}"] = str(venvs.python_of(venv))
         return {"replay_image": None, "pythons": pythons}
 
