@@ -73,7 +73,11 @@ def _port() -> int:
     url = ingress.gateway_url(state.read())
     if url:
         return int(url.rsplit(":", 1)[1])
-    return int(os.environ.get("SANDBOX_GATEWAY_PORT", "8080"))
+    if os.environ.get("SANDBOX_GATEWAY_PORT"):
+        return int(os.environ["SANDBOX_GATEWAY_PORT"])
+    from sandbox.runtime.processes import free_port
+
+    return free_port()  # a measurement needs no fixed port
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
