@@ -214,6 +214,12 @@ class Service(_Strict):
     model: ModelArtifact
     autoscaling: Autoscaling
     samples: list[Sample] = Field(min_length=1)
+    model_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$",
+        description="the name the isvc's code serves its model under (/v1/models/<model_name>), "
+        "where it is not the isvc's name (production's outlink-topic-model-grpc, embeddings)",
+    )
     production: Any = Field(
         default=None,
         description="facts about production's isvc (services/production/: pattern, protocol, "
@@ -246,8 +252,13 @@ class Service(_Strict):
         return f"{self.name}.{self.namespace}.{INGRESS_DOMAIN}"
 
     @property
+    def served_name(self) -> str:
+        """The model name in the isvc's URL paths: `model_name`, else the isvc's name."""
+        return self.model_name or self.name
+
+    @property
     def predict_path(self) -> str:
-        return f"/v1/models/{self.name}:predict"
+        return f"/v1/models/{self.served_name}:predict"
 
     @property
     def entry_component(self) -> str:
