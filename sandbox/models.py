@@ -173,6 +173,8 @@ def build(service: Service, force: bool = False) -> Path:
                 "If you changed the training script or its data on purpose, put the new hash "
                 f"into {service.dir / 'service.yaml'}; otherwise the build is not deterministic."
             )
+        if target.is_dir():  # a folder model built again (--force): the old one goes aside first
+            os.replace(target, work / "previous")
         os.replace(output, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -11,13 +11,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import fasttext
 import pytest
 from kserve_storage import Storage
 
 from sandbox import catalog, cli, models
 from sandbox.catalog import Service
 from sandbox.errors import RunError
+from tests.fasttext_proxy import FastTextModel
 
 pytestmark = pytest.mark.unit
 
@@ -90,8 +90,11 @@ def test_cache_path_is_keyed_by_isvc_and_sha(langid: Service, cache: Path) -> No
 def test_build_verifies_the_sha_and_caches(langid: Service, langid_built: Path) -> None:
     assert langid_built == models.model_cache_path(langid)
     assert _sha(langid_built) == langid.model.sha256
-    labels = fasttext.load_model(str(langid_built)).get_labels()
-    assert "__label__eng_Latn" in labels
+    proxy = FastTextModel(langid, langid_built)
+    try:
+        assert "__label__eng_Latn" in proxy.get_labels()
+    finally:
+        proxy.close()
     assert _leftovers(langid_built.parent) == [langid_built.name]
 
 
