@@ -193,6 +193,8 @@ def test_a_folder_model_is_built_hashed_by_its_manifest_and_staged_whole(tmp_pat
     )
     built = models.build(svc)
     assert models.tree_sha256(built) == sha
+    assert models.build(svc, force=True) == built  # built again over the cached folder
+    assert models.tree_sha256(built) == sha
     mnt = tmp_path / "mnt"
     models.stage(svc, mnt)
     assert json.loads((mnt / "config.json").read_text()) == {"a": 1}
