@@ -23,7 +23,7 @@ CHECKOUT = checkout()
 if CHECKOUT is None:
     pytest.skip("no inference-services checkout", allow_module_level=True)
 
-LIGHT = ["editing-suggestions", "outlink-topic-model", "outlink-topic-model-grpc", "langid"]
+LIGHT = ["editing-suggestions", "outlink-topic-model", "langid"]
 HEAVY = ["edit-check", "jina-embeddings"]
 
 
@@ -49,13 +49,13 @@ def test_light_entries_serve_their_samples_on_local(tmp_path) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.docker
-def test_editing_suggestions_serves_its_samples_on_docker(tmp_path) -> None:
+def test_outlink_serves_its_samples_on_docker(tmp_path) -> None:
     from tests.e2e.conftest import docker_answers
 
     if not docker_answers():
         pytest.skip("no Docker daemon")
-    recorded = _coverage_run(tmp_path, ["editing-suggestions"], target="docker")
-    assert recorded["editing-suggestions"]["ok"], recorded
+    recorded = _coverage_run(tmp_path, ["outlink-topic-model"], target="docker")
+    assert recorded["outlink-topic-model"]["ok"], recorded
 
 
 @pytest.mark.e2e
