@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sandbox.catalog import PRODUCTION_DIR, Service, service_files
@@ -81,9 +82,10 @@ def facts(service: Service) -> ProductionFacts:
 
 
 def entry_hash(service_yaml: Path) -> str:
-    """What a recorded result is valid for: the entry's service.yaml and its builders' code."""
-    h = hashlib.sha256(service_yaml.read_bytes())
-    return h.hexdigest()[:16]
+    """What a recorded result is valid for: the entry's content (its comments do not count)."""
+    content = yaml.safe_load(service_yaml.read_text())
+    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def entries() -> list[Path]:
