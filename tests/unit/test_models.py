@@ -125,7 +125,7 @@ def test_sha_mismatch_is_a_clear_error_and_caches_nothing(langid: Service) -> No
 def test_failing_training_script_is_a_clear_error(langid: Service, tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text("import sys\nprint('no data here')\nsys.exit(3)\n")
     broken = _with_model(langid, sha256=OTHER_SHA).model_copy(update={"dir": tmp_path})
-    broken = _with_model(broken, build="train.py")
+    broken = _with_model(broken, build="train.py", build_in="sandbox")
     with pytest.raises(models.ModelError, match=r"exit code 3[\s\S]*no data here"):
         models.build(broken)
 
