@@ -13,7 +13,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _vocab  # noqa: E402
+import _vocab
 
 
 def main(out: Path) -> None:

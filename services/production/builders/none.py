@@ -1,6 +1,6 @@
-"""No stand-in model for this isvc yet: exits 2 with the reason service.yaml gives (model.build_args).
+"""No stand-in model for this isvc yet: exits 2 with the reason that service.yaml gives.
 
-    python none.py REASON OUTPUT
+python none.py REASON OUTPUT
 """
 
 import sys

@@ -1,4 +1,4 @@
-"""Stand-in for a SentenceTransformer model directory (jina-embeddings): a tiny random BERT with mean
+"""Stand-in for a SentenceTransformer model directory (jina-embeddings): a tiny random BERT,
 pooling and a Normalize module, with production's prompt names (`query`, `document`) in
 config_sentence_transformers.json, saved with SentenceTransformer.save. Runs in the isvc's own venv
 (its sentence-transformers, transformers and torch). Deterministic: fixed seed, one thread.
@@ -14,7 +14,7 @@ from sentence_transformers import SentenceTransformer, models
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _vocab  # noqa: E402
+import _vocab
 
 
 def main(out: Path) -> None:
