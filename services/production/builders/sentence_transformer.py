@@ -1,5 +1,5 @@
 """Stand-in for a SentenceTransformer model directory (jina-embeddings): a tiny random BERT,
-pooling and a Normalize module, with production's prompt names (`query`, `document`) in
+mean pooling and a Normalize module, with production's prompt names (`query`, `document`) in
 config_sentence_transformers.json, saved with SentenceTransformer.save. Runs in the isvc's own venv
 (its sentence-transformers, transformers and torch). Deterministic: fixed seed, one thread.
 
