@@ -9,6 +9,7 @@ in the same venv (`model.build_in: isvc`), so a builder can use the isvc's own l
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,10 +88,38 @@ def requirement_paths(service: Service, component: Component) -> list[Path]:
     return own + [service.dir / r for r in component.image_requirements]
 
 
+# `name[extras] @ git+https://...` or `name @ file:///...`: a package that is not on the index.
+_DIRECT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*@\s*((?:git\+|file:)\S+)")
+
+
+def direct_references(requirements: list[Path]) -> list[tuple[str, str]]:
+    """(package, where) for each requirement that names a repository or a path, not the index."""
+    found = []
+    for path in venvs.requirement_files(requirements):
+        for line in path.read_text(errors="replace").splitlines():
+            match = _DIRECT.match(line.split(" #")[0])
+            if match:
+                found.append((match.group(1), match.group(3)))
+    return found
+
+
 def venv_for(service: Service, component: Component, progress=_say) -> Path:
-    """The component's venv (built once, cached by content): see `sandbox.isvc.venvs`."""
-    return venvs.ensure(
-        requirement_paths(service, component),
-        python=python_for(component.python),
-        progress=progress,
-    )
+    """The component's venv (built once, cached by content): see `sandbox.isvc.venvs`. When the
+    install fails and the requirements name packages that are not on the package index (a GitLab
+    or GitHub repository, a path inside production's image), the error names them and says how to
+    provide them."""
+    requirements = requirement_paths(service, component)
+    python = python_for(component.python)
+    try:
+        return venvs.ensure(requirements, python=python, progress=progress)
+    except venvs.VenvError as e:
+        direct = direct_references(requirements)
+        if not direct:
+            raise
+        names = "; ".join(f"{name} from {where}" for name, where in direct)
+        raise venvs.VenvError(
+            f"{service.name} installs packages that are not on the package index: {names}. "
+            "Clone each one, then serve the isvc from a --service-dir entry whose requirement "
+            "file lists the clone instead (`name @ file:///path/to/clone`).\n"
+            f"The installer said:\n{e}"
+        ) from None

@@ -221,3 +221,27 @@ def test_production_pins_of_the_heavy_entries_name_the_image_packages(with_check
         text = "".join((service.dir / r).read_text() for r in extra)
         assert "torch==" in text, name
         assert any("torch" in d for d in production.facts(service).differences), name
+
+
+def test_packages_not_on_the_index_are_named(tmp_path) -> None:
+    (tmp_path / "base.txt").write_text("kserve==0.15.2\n")
+    (tmp_path / "req.txt").write_text(
+        "-r base.txt\n"
+        "knowledge_integrity[revertrisk] @ git+https://gitlab.example/ki.git@v0.8.4\n"
+        "kserve @ file:///srv/app/kserve_repository/python/kserve  # a fork\n"
+        "PyYAML==6.0.1\n"
+    )
+    assert environment.direct_references([tmp_path / "req.txt"]) == [
+        ("knowledge_integrity", "git+https://gitlab.example/ki.git@v0.8.4"),
+        ("kserve", "file:///srv/app/kserve_repository/python/kserve"),
+    ]
+
+
+@needs_checkout
+def test_a_knowledge_integrity_entry_names_its_gitlab_package(with_checkout) -> None:
+    service = with_checkout.services["revertrisk-language-agnostic"]
+    refs = environment.direct_references(
+        environment.requirement_paths(service, service.components.predictor)
+    )
+    assert [name for name, _ in refs] == ["knowledge_integrity"]
+    assert "gitlab.wikimedia.org" in refs[0][1]
