@@ -221,6 +221,12 @@ class DockerBackend:
         args = ["--model_name", service.name, "--http_port", str(CONTAINER_PORT)]
         if name == "transformer":
             args += ["--predictor_host", f"{peers['predictor'].container}:{CONTAINER_PORT}"]
+        if service.production is not None:
+            # Production's isvcs (services/production/) start as their pods do: the image's own
+            # entrypoint with no arguments (deployment-charts sets none; inference-services'
+            # entrypoint.sh reads its first argument as the model server's path).
+            args = []
+            plan = {**plan, "args": []}
         flags = ["--cpus", plan["cpus"], "--memory", str(plan["memory"])]
         if name == "predictor":
             flags += ["--volume", f"{models_dir.resolve()}:{MODELS_MOUNT}:ro"]

@@ -48,6 +48,18 @@ def test_light_entries_serve_their_samples_on_local(tmp_path) -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.docker
+def test_outlink_serves_its_samples_on_docker(tmp_path) -> None:
+    """Production's image from production's Blubber file (v0.21), started as its pod is."""
+    from tests.e2e.conftest import docker_answers
+
+    if not docker_answers():
+        pytest.skip("no Docker daemon")
+    recorded = _coverage_run(tmp_path, ["outlink-topic-model"], target="docker")
+    assert recorded["outlink-topic-model"]["ok"], recorded
+
+
+@pytest.mark.e2e
 @pytest.mark.heavy
 @pytest.mark.parametrize("name", HEAVY)
 def test_heavy_entries_serve_their_samples_on_local(tmp_path, name) -> None:
