@@ -30,6 +30,9 @@ from sandbox.paths import SERVICES_DIR
 
 INGRESS_DOMAIN = "wikimedia.org"
 SERVICES_PATH_ENV = "SANDBOX_SERVICES_PATH"
+# The user's inference-services checkout: production's isvcs (services/production/) serve its code.
+INFERENCE_SERVICES_ENV = "SANDBOX_INFERENCE_SERVICES"
+PRODUCTION_DIR = SERVICES_DIR / "production"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # An environment variable's name, as a shell and Kubernetes' env[].name both take it.
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -103,6 +106,18 @@ class Component(_Strict):
         default_factory=list, description="folders put on PYTHONPATH, relative to the source root"
     )
     image: Image | None = Field(default=None, description="build the image from a Blubber file")
+    python: str | None = Field(
+        default=None,
+        pattern=r"^3\.\d+$",
+        description="the Python version production's image runs (default: the sandbox's); found "
+        "on PATH or among uv's managed interpreters",
+    )
+    image_requirements: list[str] = Field(
+        default_factory=list,
+        description="requirement files of this repo (relative to the service.yaml's folder) for "
+        "what production's image gives the isvc beside its own requirement files: the base "
+        "image's torch, a Debian python3-* package of the Blubber file's apt list",
+    )
 
     @field_validator("env")
     @classmethod
@@ -122,14 +137,52 @@ class Components(_Strict):
 
 
 class ModelArtifact(_Strict):
-    file: str = Field(pattern=r"^[^/]+$", description="file name under /mnt/models")
+    file: str = Field(
+        pattern=r"^[^/.][^/]*(/[^/.][^/]*)*$",
+        description="file name under /mnt/models (a tree's model: a relative path in it)",
+    )
     storage_uri: str = Field(
         pattern=r"^s3://wmf-ml-models/.+/$", description="production folder of the model"
     )
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the sandbox-built model")
-    build: str = Field(description="training script, relative to the service folder")
+    build: str | None = Field(
+        default=None, description="training script, relative to the service folder"
+    )
+    data: str | None = Field(
+        default=None,
+        description="a data file of the service folder that is the model as it is (no build)",
+    )
+    build_args: list[str] = Field(
+        default_factory=list, description="arguments for the build script, before the output"
+    )
+    build_in: Literal["sandbox", "isvc"] = Field(
+        default="sandbox",
+        description="the Python the build script runs in: the sandbox's, or the predictor's own "
+        "venv (so it can use the isvc's libraries: keras, transformers, catboost...)",
+    )
+    layout: Literal["file", "tree"] = Field(
+        default="file",
+        description="file: the build writes model.file; tree: the build fills a folder that is "
+        "staged as the whole of /mnt/models (model.file names the file that must be in it), and "
+        "sha256 is that of its manifest (sandbox.models.tree_sha256)",
+    )
     production_url: str | None = Field(default=None, description="public mirror of the model")
     production_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _one_recipe(self) -> ModelArtifact:
+        if (self.build is None) == (self.data is None):
+            raise ValueError("give exactly one of 'build' (a script) or 'data' (a file)")
+        if self.layout == "file" and "/" in self.file:
+            raise ValueError("file: a file name under /mnt/models (a path only with layout: tree)")
+        if self.data is not None and self.layout == "tree":
+            raise ValueError("a 'data' model is one file: layout must be 'file'")
+        return self
+
+    @property
+    def recipe(self) -> str:
+        """The build script or the data file, relative to the service folder."""
+        return self.build if self.build is not None else str(self.data)
 
 
 class Autoscaling(_Strict):
@@ -213,6 +266,18 @@ class Service(_Strict):
         description="production's locust test of this isvc: its folder under inference-services' "
         "test/locust/models (run as MODEL=<name>; `ml-sandbox load`)",
     )
+    model_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$",
+        description="the name the isvc's code serves its model under (/v1/models/<model_name>), "
+        "where it is not the isvc's name (production's outlink-topic-model-grpc, embeddings)",
+    )
+    production: Any = Field(
+        default=None,
+        description="facts about production's isvc (services/production/: pattern, protocol, "
+        "outside calls, where production's values and code disagree); checked by "
+        "sandbox.production",
+    )
 
     # Set by load(); not part of the file.
     dir: Path = Field(default=Path("."), exclude=True)
@@ -227,10 +292,11 @@ class Service(_Strict):
 
     @property
     def source_dir(self) -> Path:
-        """Where entrypoints, requirement files, pythonpath and Blubber files are found."""
+        """Where entrypoints, requirement files, pythonpath and Blubber files are found.
+        `$SANDBOX_INFERENCE_SERVICES` in `source` is the user's checkout."""
         if self.source is None:
             return self.dir
-        return (self.dir / Path(self.source).expanduser()).resolve()
+        return (self.dir / Path(os.path.expandvars(self.source)).expanduser()).resolve()
 
     @property
     def host(self) -> str:
@@ -238,8 +304,13 @@ class Service(_Strict):
         return f"{self.name}.{self.namespace}.{INGRESS_DOMAIN}"
 
     @property
+    def served_name(self) -> str:
+        """The model name in the isvc's URL paths: `model_name`, else the isvc's name."""
+        return self.model_name or self.name
+
+    @property
     def predict_path(self) -> str:
-        return f"/v1/models/{self.name}:predict"
+        return f"/v1/models/{self.served_name}:predict"
 
     @property
     def uses_mediawiki(self) -> bool:
@@ -324,11 +395,12 @@ def _read(path: Path) -> Any:
     return raw
 
 
-def _under(root: Path, relative: str) -> Path | None:
-    """`root/relative` when it stays inside `root` (symlinks resolved), else None."""
+def _under(root: Path, relative: str, base: Path | None = None) -> Path | None:
+    """`base/relative` (default `root/relative`) when it stays inside `root` (symlinks resolved),
+    else None."""
     if Path(relative).is_absolute():
         return None
-    full = (root / relative).resolve()
+    full = ((base or root) / relative).resolve()
     return full if full.is_relative_to(root.resolve()) else None
 
 
@@ -344,11 +416,20 @@ def load_file(path: Path) -> Service:
         raise CatalogError(f"{path}: nested too deeply to read") from None
     if svc.name != path.parent.name:
         raise CatalogError(f"{path}: name {svc.name!r} must match its folder {path.parent.name!r}")
+    if svc.source and "$" in os.path.expandvars(svc.source):
+        raise CatalogError(
+            f"{path}: source: {svc.source} names an unset variable: point it at your "
+            f"inference-services checkout (--inference-services PATH or {INFERENCE_SERVICES_ENV})"
+        )
     src = svc.source_dir
     if not src.is_dir():
         raise CatalogError(f"{path}: source: {src} is not a folder")
-    # (key, root it must stay under, path relative to it, file or folder)
-    checks = [("model.build", svc.dir, svc.model.build, "file")]
+    # (key, root it must stay under, path relative to it, file or folder). The sandbox's own files
+    # (the model's recipe, image_requirements) are relative to the service.yaml's folder and stay
+    # in the catalog folder that holds it, where entries share them (services/production/builders).
+    catalog_root = svc.dir.parent
+    recipe = "model.build" if svc.model.build is not None else "model.data"
+    checks = [(recipe, catalog_root, svc.model.recipe, "file")]
     for n, c in svc.component_items():
         where = f"components.{n}"
         checks.append((f"{where}.entrypoint", src, c.entrypoint, "file"))
@@ -356,10 +437,12 @@ def load_file(path: Path) -> Service:
         checks += [(f"{where}.pythonpath", src, d, "folder") for d in c.pythonpath]
         if c.image:
             checks.append((f"{where}.image.blubber", src, c.image.blubber, "file"))
+        extra = c.image_requirements  # this repo's files, beside the service.yaml
+        checks += [(f"{where}.image_requirements", catalog_root, r, "file") for r in extra]
     for label, root, relative, kind in checks:
-        file = _under(root, relative)
+        file = _under(root, relative, svc.dir if root == catalog_root else None)
         if file is None:
-            what = "the service folder" if root == svc.dir else f"source ({root})"
+            what = f"the catalog folder {root}" if root == catalog_root else f"source ({root})"
             raise CatalogError(
                 f"{path}: {label}: {relative!r} is outside {what}; give a path relative to it "
                 "that stays inside it"
@@ -396,7 +479,23 @@ def search_path() -> list[Path]:
     folder shadows one of the same name in a later folder (your checkout's langid over the
     sandbox's reference langid)."""
     extra = [Path(p).expanduser() for p in os.environ.get(SERVICES_PATH_ENV, "").split(":") if p]
-    return [*extra, SERVICES_DIR]
+    production = [PRODUCTION_DIR] if os.environ.get(INFERENCE_SERVICES_ENV) else []
+    return [*extra, *production, SERVICES_DIR]
+
+
+def set_inference_services(path: str | None) -> None:
+    """Serve production's isvcs (services/production/) from this inference-services checkout, for
+    this process and every process it starts. They then shadow the reference isvcs of the same
+    name (langid, outlink-topic-model)."""
+    if not path:
+        return
+    root = Path(path).expanduser().resolve()
+    if not (root / "src" / "models").is_dir() or not (root / ".pipeline").is_dir():
+        raise CatalogError(
+            f"--inference-services {path}: {root} is not an inference-services checkout "
+            "(no src/models/ and .pipeline/)"
+        )
+    os.environ[INFERENCE_SERVICES_ENV] = str(root)
 
 
 def add_service_dirs(dirs: list[str]) -> None:

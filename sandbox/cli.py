@@ -11,6 +11,7 @@ from sandbox import __version__, catalog
 from sandbox.commands import (
     blubber,
     console,
+    coverage,
     dev,
     init,
     load,
@@ -36,6 +37,7 @@ COMMAND_MODULES = [
     blubber,
     pipeline,
     console,
+    coverage,
 ]
 
 
@@ -62,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_service_dir(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument(
+        "--inference-services",
+        dest="inference_services",
+        default=default if default == [] else argparse.SUPPRESS,
+        metavar="PATH",
+        help="your inference-services checkout: production's isvcs (services/production/) are "
+        "served from its code (SANDBOX_INFERENCE_SERVICES=PATH does the same)",
+    )
+    parser.add_argument(
         "--service-dir",
         dest="service_dirs",
         action="append",
@@ -81,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        catalog.set_inference_services(args.inference_services or None)
         catalog.add_service_dirs(args.service_dirs)
         return int(args.func(args) or 0)
     except SandboxError as e:

@@ -62,8 +62,25 @@ def _isvc_cache(service: Service) -> Path:
     return cache_dir() / "models" / service.name
 
 
+def tree_sha256(folder: Path) -> str:
+    """The sha256 of a model folder: of its manifest, one `<sha256>  <relative path>` line per
+    file, sorted by path (what `sha256sum` prints for `find . -type f | sort`)."""
+    lines = [
+        f"{sha256_of(p)}  {p.relative_to(folder).as_posix()}\n"
+        for p in sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix())
+        if p.is_file()
+    ]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _hash_of(path: Path) -> str:
+    return tree_sha256(path) if path.is_dir() else sha256_of(path)
+
+
 def training_hash(service: Service) -> str:
     """A hash of everything in the training script's folder (the script and its data)."""
+    if service.model.data is not None:
+        return "data"
     folder = (service.dir / service.model.build).parent
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
@@ -77,7 +94,11 @@ def model_cache_path(service: Service) -> Path:
     """Where the sandbox-built model of this isvc lives (whether or not it is built yet). The
     training inputs are part of the key: after an edit to the training script or its data the
     model is built again, and its hash checked against service.yaml, never served stale."""
+    if service.model.data is not None:  # the data file is the model: nothing to build
+        return service.dir / service.model.data
     key = f"{service.model.sha256}-{training_hash(service)}"
+    if service.model.layout == "tree":
+        return _isvc_cache(service) / key / "models"
     return _isvc_cache(service) / key / service.model.file
 
 
@@ -98,25 +119,32 @@ def build(service: Service, force: bool = False) -> Path:
     """
     target = model_cache_path(service)
     expected = service.model.sha256
-    if target.is_file() and not force:
-        if sha256_of(target) == expected:
+    if service.model.data is not None:
+        return _checked_data(service, target)
+    if target.exists() and not force:
+        if _hash_of(target) == expected:
             return target
         _log(f"{service.name}: cached {target} does not match its sha256; rebuilding")
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
 
     script = service.dir / service.model.build
     if not script.is_file():
         raise ModelError(f"{service.name}: training script {script} does not exist")
+    python = _builder_python(service)
     private_dir(target.parent)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
-        output = work / service.model.file
+        tree = service.model.layout == "tree"
+        output = work / ("models" if tree else service.model.file)
+        if tree:
+            output.mkdir()
         _log(
             f"{service.name}: building {service.model.file} with {script.relative_to(service.dir)}"
         )
         started = time.monotonic()
         try:
             proc = subprocess.run(
-                [sys.executable, str(script), str(output)],
+                [python, str(script), *service.model.build_args, str(output)],
                 cwd=script.parent,
                 env={**os.environ, "PYTHONHASHSEED": "0"},
                 stdout=subprocess.PIPE,
@@ -136,9 +164,10 @@ def build(service: Service, force: bool = False) -> Path:
                 f"{service.name}: {script} failed with exit code {proc.returncode}:\n"
                 f"{_tail(proc.stdout)}"
             )
-        if not output.is_file():
-            raise ModelError(f"{service.name}: {script} exited 0 but wrote no {output.name}")
-        got = sha256_of(output)
+        made = output / service.model.file if tree else output
+        if not made.exists():
+            raise ModelError(f"{service.name}: {script} exited 0 but wrote no {made.name}")
+        got = _hash_of(output)
         if got != expected:
             raise ModelError(
                 f"{service.name}: the model built by {script.relative_to(service.dir.parent)} "
@@ -146,13 +175,37 @@ def build(service: Service, force: bool = False) -> Path:
                 "If you changed the training script or its data on purpose, put the new hash "
                 f"into {service.dir / 'service.yaml'}; otherwise the build is not deterministic."
             )
-        os.chmod(output, 0o600)
+        for p in [output, *output.rglob("*")] if tree else [output]:
+            os.chmod(p, 0o700 if p.is_dir() else 0o600)  # the cache is private
+        if target.is_dir():  # a folder model built again (--force): the old one goes aside first
+            os.replace(target, work / "previous")
         os.replace(output, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    size_kb = target.stat().st_size // 1024
-    _log(f"{service.name}: built {target} ({size_kb} KiB, {time.monotonic() - started:.1f} s)")
+    size = sum(p.stat().st_size for p in target.rglob("*")) if tree else target.stat().st_size
+    _log(f"{service.name}: built {target} ({size // 1024} KiB, {time.monotonic() - started:.1f} s)")
     return target
+
+
+def _checked_data(service: Service, path: Path) -> Path:
+    """A data file that is the model as it is: checked against model.sha256."""
+    got = sha256_of(path)
+    if got != service.model.sha256:
+        raise ModelError(
+            f"{service.name}: {path} has sha256 {got}, but service.yaml model.sha256 is "
+            f"{service.model.sha256}: put the new hash into {service.dir / 'service.yaml'}"
+        )
+    return path
+
+
+def _builder_python(service: Service) -> str:
+    """The sandbox's Python, or (model.build_in: isvc) the predictor's own venv's."""
+    if service.model.build_in == "sandbox":
+        return sys.executable
+    from sandbox import environments, venvs
+
+    predictor = service.components.predictor
+    return str(venvs.python_of(environments.venv_for(service, predictor)))
 
 
 def _download(url: str, dest: Path) -> str:
@@ -303,6 +356,42 @@ def _stage_from_uri(service: Service, uri: str, dest: Path, private: bool = True
     return dest
 
 
+def _copy_tree(src: Path, dest: Path, private: bool = True) -> None:
+    """Make `dest` hold `src`'s files (hard links where possible), atomically per file."""
+    for path in sorted(src.rglob("*")):
+        if path.is_file():
+            out = dest / path.relative_to(src)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            _place(path.resolve(), out, private)
+
+
+def _stage_tree(service: Service, models_dir: Path, source: str, private: bool = True) -> Path:
+    """A model that is a folder (an HF model directory, several files): all of /mnt/models."""
+    if source == "sandbox":
+        _copy_tree(build(service), models_dir, private)
+    elif source == "production":
+        raise ModelError(
+            f"{service.name}: production's model is a folder ({service.model.storage_uri}); "
+            "give its local copy or URI: --model-source PATH"
+        )
+    else:
+        path = Path(source.removeprefix("file://")).expanduser()
+        if not path.is_dir():
+            raise ModelError(
+                f"{service.name}: --model-source {source}: the model is a folder (as production's "
+                f"{service.model.storage_uri}); give a local folder that holds "
+                f"{service.model.file}"
+            )
+        _copy_tree(path, models_dir, private)
+        if not (models_dir / service.model.file).exists():
+            raise ModelError(
+                f"{service.name}: {source} holds no {service.model.file}: give the folder that "
+                "production's STORAGE_URI names"
+            )
+    _log(f"{service.name}: staged {models_dir} ({source})")
+    return models_dir / service.model.file
+
+
 def stage(
     service: Service, models_dir: Path, source: str = "sandbox", private: bool = True
 ) -> Path:
@@ -318,6 +407,8 @@ def stage(
     models_dir.mkdir(exist_ok=True)
     os.chmod(models_dir, 0o700 if private else 0o755)
     dest = models_dir / service.model.file
+    if service.model.layout == "tree":
+        return _stage_tree(service, models_dir, source, private)
     if source in SOURCES:
         src = build(service) if source == "sandbox" else fetch(service)
         same = dest.is_file() and sha256_of(dest) == sha256_of(src)

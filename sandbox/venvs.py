@@ -195,6 +195,9 @@ def _clean_env() -> dict[str, str]:
     # only configure pip's.
     if "SSL_CERT_FILE" not in env and env.get("PIP_CERT"):
         env["SSL_CERT_FILE"] = env["PIP_CERT"]
+    # Local wheels pip is told about (a machine's CPU torch): uv does not read pip's settings.
+    if "UV_FIND_LINKS" not in env and env.get("PIP_FIND_LINKS"):
+        env["UV_FIND_LINKS"] = env["PIP_FIND_LINKS"]
     return env
 
 

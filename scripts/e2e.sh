@@ -131,6 +131,15 @@ step_test() {
     tee "$ARTIFACTS/e2e-pytest.log"
 }
 
+step_heavy() {
+  # The heavy tier: production's isvcs on torch, TensorFlow or vLLM, served on the local target from
+  # an inference-services checkout (SANDBOX_INFERENCE_SERVICES, default ../inference-services).
+  export SANDBOX_INFERENCE_SERVICES="${SANDBOX_INFERENCE_SERVICES:-$ROOT/../inference-services}"
+  log "heavy: production isvcs from $SANDBOX_INFERENCE_SERVICES on the local target"
+  pytest -m heavy tests/e2e/test_production_isvcs.py --junitxml="$ARTIFACTS/heavy-junit.xml" 2>&1 |
+    tee "$ARTIFACTS/heavy-pytest.log"
+}
+
 step_diagnostics() {
   log "diagnostics into $ARTIFACTS"
   local d="$ARTIFACTS/cluster"
@@ -175,6 +184,7 @@ run_all() {
   step_idempotence
   step_deploy
   step_test
+  step_heavy
 }
 
 main() {
@@ -189,8 +199,8 @@ main() {
   local step
   for step in "$@"; do
     case "$step" in
-      all | runner | setup | release-urls | base-image | cluster | idempotence | deploy | test | diagnostics | teardown) ;;
-      *) die "unknown step '$step' (all runner setup release-urls base-image cluster idempotence deploy test diagnostics teardown; changed-count LOG)" ;;
+      all | runner | setup | release-urls | base-image | cluster | idempotence | deploy | test | heavy | diagnostics | teardown) ;;
+      *) die "unknown step '$step' (all runner setup release-urls base-image cluster idempotence deploy test heavy diagnostics teardown; changed-count LOG)" ;;
     esac
   done
   mkdir -p "$ARTIFACTS"

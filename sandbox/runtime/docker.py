@@ -15,6 +15,7 @@ state file is gone. The lifecycle is `sandbox.runtime.lifecycle.HostTarget`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -241,6 +242,12 @@ class DockerBackend:
         args = ["--model_name", service.name, "--http_port", str(CONTAINER_PORT)]
         if name == "transformer":
             args += ["--predictor_host", f"{peers['predictor'].container}:{CONTAINER_PORT}"]
+        if service.production is not None:
+            # Production's isvcs (services/production/) start as their pods do: the image's own
+            # entrypoint with no arguments (deployment-charts sets none; inference-services'
+            # entrypoint.sh reads its first argument as the model server's path).
+            args = []
+            plan = dataclasses.replace(plan, args=())
         flags = ["--cpus", plan.cpus, "--memory", str(plan.memory)]
         if name == "predictor":
             flags += ["--volume", f"{models_dir.resolve()}:{MODELS_MOUNT}:ro"]

@@ -406,7 +406,7 @@ class HostTarget:
         pending = dict(rec.components)
         while pending:
             for name, comp in list(pending.items()):
-                if _ready(comp, service.name):
+                if _ready(comp, service.served_name):
                     del pending[name]
                 elif not self.backend.alive(comp):
                     self._fail(service, name, comp, self.backend.why_dead(comp))

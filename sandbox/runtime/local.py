@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox import venvs
+from sandbox import environments, venvs
 from sandbox.catalog import Component, Service
 from sandbox.runtime import launch, processes
 from sandbox.runtime.lifecycle import (
@@ -90,8 +90,9 @@ class LocalBackend:
         pythons = {}
         for service in services:
             for name, comp in service.component_items():
-                reqs = [service.source_dir / r for r in comp.requirements]
-                venv = venvs.ensure(reqs, progress=lambda line: print(f"• {line}", file=sys.stderr))
+                venv = environments.venv_for(
+                    service, comp, progress=lambda line: print(f"• {line}", file=sys.stderr)
+                )
                 pythons[f"{service.name}/{name}"] = str(venvs.python_of(venv))
         return LocalPrepared(pythons=pythons)
 

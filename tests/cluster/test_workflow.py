@@ -78,6 +78,7 @@ def test_workflow_runs_the_e2e_script_steps_in_order() -> None:
         "idempotence",
         "deploy",
         "test",
+        "heavy",
         "diagnostics",
         "teardown",
     ]

@@ -4,42 +4,40 @@ services/<isvc>, with the same model, pins and MediaWiki fixtures, give the same
 the exceptions are the differences the README lists (bad input that production answers with a 500
 from an exception is a 400 here).
 
+Production's side is the catalog's own entries (services/production/langid and
+outlink-topic-model, served with `--inference-services`): one description of production, not two.
 Needs a checkout of wikimedia/machinelearning-liftwing-inference-services (bce944c was compared)
-outside this repository: `SANDBOX_INFERENCE_SERVICES=/path/to/inference-services`. Skipped
-without it; no production code enters this repository.
+outside this repository: SANDBOX_INFERENCE_SERVICES, else ../shared/inference-services beside the
+repository. Skipped without one; no production code enters this repository.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from sandbox import catalog
 from sandbox.runtime.processes import free_port
 from tests.e2e.conftest import Sandbox
+from tests.production_support import checkout
 
 pytestmark = pytest.mark.e2e
 
-CHECKOUT = os.environ.get("SANDBOX_INFERENCE_SERVICES", "")
-if not CHECKOUT or not (Path(CHECKOUT) / "src/models/langid/model.py").is_file():
+CHECKOUT = checkout()
+if CHECKOUT is None or not (CHECKOUT / "src/models/langid/model.py").is_file():
     pytest.skip(
         "set SANDBOX_INFERENCE_SERVICES to an inference-services checkout to compare with "
         "production's code",
         allow_module_level=True,
     )
 
-# Production's code: one pod for outlink since 2025 (its predictor does everything).
-PRODUCTION = {
-    "langid": "src/models/langid/model.py",
-    "outlink-topic-model": "src/models/outlink_topic_model/model_server/model.py",
-}
+# Production's code (services/production/<isvc>): one pod for outlink since 2025.
+PRODUCTION = ["langid", "outlink-topic-model"]
 
 LANGID_SAME = [
     {"text": "The quick brown fox jumps over the lazy dog while the children watch."},
@@ -98,34 +96,6 @@ OUTLINK_OURS_400 = [
 ]
 
 
-def _production_service_dir(tmp_path: Path) -> Path:
-    """service.yaml files that serve production's code, on the reference isvcs' pins (the same
-    as production's own files pin) and models."""
-    root = tmp_path / "production-services"
-    for name, entrypoint in PRODUCTION.items():
-        ours = catalog.get(name)
-        doc = yaml.safe_load((ours.dir / "service.yaml").read_text())
-        predictor = {
-            **doc["components"]["predictor"],
-            "entrypoint": entrypoint,
-            "requirements": [str(ours.dir / "requirements.txt")],
-            "pythonpath": ["."],
-        }
-        predictor.pop("image", None)
-        predictor["env"] = {k: v for k, v in predictor["env"].items() if k != "MODEL_NAME"}
-        predictor["env"]["MODEL_NAME"] = name
-        if name == "outlink-topic-model":
-            predictor["env"]["WIKI_URL"] = ""
-        doc["components"] = {"predictor": predictor}
-        doc["source"] = CHECKOUT
-        # model.build stays inside the service folder: bring the sandbox's training folder.
-        build = ours.dir / doc["model"]["build"]
-        (root / name).mkdir(parents=True)
-        shutil.copytree(build.parent, root / name / build.parent.relative_to(ours.dir))
-        (root / name / "service.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return root
-
-
 def _up(run_dir: Path, *extra: str) -> tuple[Sandbox, dict]:
     port = free_port()
     env = {**os.environ, "SANDBOX_RUN_DIR": str(run_dir)}
@@ -141,9 +111,8 @@ def _up(run_dir: Path, *extra: str) -> tuple[Sandbox, dict]:
 def pair(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("parity")
     ours, ours_env = _up(tmp / "ours")
-    prod_dir = _production_service_dir(tmp)
     try:
-        prod, prod_env = _up(tmp / "prod", "--service-dir", str(prod_dir))
+        prod, prod_env = _up(tmp / "prod", "--inference-services", str(CHECKOUT))
     except BaseException:
         subprocess.run([sys.executable, "-m", "sandbox", "down"], env=ours_env, check=False)
         raise

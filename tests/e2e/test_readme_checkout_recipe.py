@@ -1,4 +1,4 @@
-"""The README's "Your inference-services checkout" recipe works as written (issue 15, defect 4).
+"""The README's "A new isvc in your checkout" recipe works as written (issue 15, defect 4).
 
 The steps are read from README.md and run in order: its shell lines from the repository root, its
 service.yaml written where its first line says. Only what points at the user's machine changes:
@@ -25,7 +25,7 @@ from sandbox.runtime.processes import free_port
 pytestmark = pytest.mark.e2e
 
 CHECKOUT = REPO_ROOT.parent / "shared" / "inference-services"
-SECTION = "### Your inference-services checkout"
+SECTION = "### A new isvc in your checkout"
 
 
 def recipe() -> list[tuple[str, str]]:

@@ -11,12 +11,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import fasttext
 import pytest
 
 from sandbox import catalog, cli, models
 from sandbox.catalog import Service
 from sandbox.errors import RunError
+from tests.fasttext_proxy import FastTextModel
 
 pytestmark = pytest.mark.unit
 
@@ -89,8 +89,11 @@ def test_cache_path_is_keyed_by_isvc_and_sha(langid: Service, cache: Path) -> No
 def test_build_verifies_the_sha_and_caches(langid: Service, langid_built: Path) -> None:
     assert langid_built == models.model_cache_path(langid)
     assert _sha(langid_built) == langid.model.sha256
-    labels = fasttext.load_model(str(langid_built)).get_labels()
-    assert "__label__eng_Latn" in labels
+    proxy = FastTextModel(langid, langid_built)
+    try:
+        assert "__label__eng_Latn" in proxy.get_labels()
+    finally:
+        proxy.close()
     assert _leftovers(langid_built.parent) == [langid_built.name]
 
 
@@ -121,7 +124,7 @@ def test_sha_mismatch_is_a_clear_error_and_caches_nothing(langid: Service) -> No
 def test_failing_training_script_is_a_clear_error(langid: Service, tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text("import sys\nprint('no data here')\nsys.exit(3)\n")
     broken = _with_model(langid, sha256=OTHER_SHA).model_copy(update={"dir": tmp_path})
-    broken = _with_model(broken, build="train.py")
+    broken = _with_model(broken, build="train.py", build_in="sandbox")
     with pytest.raises(models.ModelError, match=r"exit code 3[\s\S]*no data here"):
         models.build(broken)
 

@@ -6,13 +6,12 @@ import csv
 import hashlib
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-import fasttext
 import pytest
 
 from sandbox import catalog
+from tests.fasttext_proxy import FastTextModel, isvc_python
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +43,7 @@ HELD_OUT = {
 
 def _train(out: Path) -> Path:
     subprocess.run(
-        [sys.executable, str(SERVICE.dir / SERVICE.model.build), str(out)],
+        [isvc_python(SERVICE), str(SERVICE.dir / SERVICE.model.build), str(out)],
         check=True,
         capture_output=True,
     )
@@ -59,7 +58,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def model(built: tuple[Path, Path]):
-    return fasttext.load_model(str(built[0]))
+    proxy = FastTextModel(SERVICE, built[0])
+    yield proxy
+    proxy.close()
 
 
 def _languages() -> dict[str, tuple[str, str]]:

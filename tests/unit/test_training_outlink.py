@@ -7,15 +7,14 @@ import hashlib
 import random
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-import fasttext
 import pytest
 import yaml
 
 from sandbox import catalog
 from sandbox.paths import REPO_ROOT
+from tests.fasttext_proxy import FastTextModel, isvc_python
 
 pytestmark = pytest.mark.unit
 
@@ -69,7 +68,7 @@ ARTICLE_TOPICS = {
 
 def _train(out: Path) -> Path:
     subprocess.run(
-        [sys.executable, str(SERVICE.dir / SERVICE.model.build), str(out)],
+        [isvc_python(SERVICE), str(SERVICE.dir / SERVICE.model.build), str(out)],
         check=True,
         capture_output=True,
     )
@@ -84,7 +83,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def model(built: tuple[Path, Path]):
-    return fasttext.load_model(str(built[0]))
+    proxy = FastTextModel(SERVICE, built[0])
+    yield proxy
+    proxy.close()
 
 
 def _sha(path: Path) -> str:
