@@ -426,8 +426,9 @@ def load_file(path: Path) -> Service:
         raise CatalogError(f"{path}: source: {src} is not a folder")
     # (key, root it must stay under, path relative to it, file or folder). The sandbox's own files
     # (the model's recipe, image_requirements) are relative to the service.yaml's folder and stay
-    # in the catalog folder that holds it, where entries share them (services/production/builders).
-    catalog_root = svc.dir.parent
+    # in the catalog folder that holds it, where entries share them (services/ for this repo's own,
+    # whose production/ entries share builders/ and the reference isvcs' training scripts).
+    catalog_root = SERVICES_DIR if svc.dir.is_relative_to(SERVICES_DIR) else svc.dir.parent
     recipe = "model.build" if svc.model.build is not None else "model.data"
     checks = [(recipe, catalog_root, svc.model.recipe, "file")]
     for n, c in svc.component_items():

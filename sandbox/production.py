@@ -81,9 +81,16 @@ def facts(service: Service) -> ProductionFacts:
         raise CatalogError(f"{service.dir / 'service.yaml'}: production: {where}") from None
 
 
+# What does not change how the isvc is served: notes about production and its load test.
+NOT_SERVED = ("description", "production", "load_test")
+
+
 def entry_hash(service_yaml: Path) -> str:
-    """What a recorded result is valid for: the entry's content (its comments do not count)."""
+    """What a recorded result is valid for: the entry's content as it is served (its comments and
+    the keys in NOT_SERVED do not count)."""
     content = yaml.safe_load(service_yaml.read_text())
+    for key in NOT_SERVED:
+        content.pop(key, None)
     canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

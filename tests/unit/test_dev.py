@@ -113,7 +113,7 @@ def test_each_target_rolls_with_its_own_up():
 def test_dev_options_are_checked_like_up(capsys):
     from sandbox.cli import main
 
-    assert main(["dev", "langid", "--port", "0"]) == 1
+    assert main(["dev", "langid", "--port", "0"]) == 2  # bad usage, as for up
     assert "--port" in capsys.readouterr().err
     assert main(["dev", "no-such-isvc"]) == 2
     assert main(["dev", "langid", "--mediawiki", "nope"]) == 2  # bad usage, as for up

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sandbox import catalog
 from sandbox.cli import main
@@ -55,6 +56,13 @@ def test_production_tests_of_the_reference_isvcs_are_found(checkout):
 
 def test_missing_production_test_is_a_clear_error(tmp_path, monkeypatch, capsys):
     (tmp_path / "test" / "locust").mkdir(parents=True)
+    # A checkout with production's langid files (the catalog's entry then serves its code) but
+    # no locust test for it.
+    entry = yaml.safe_load((REPO_ROOT / "services/production/langid/service.yaml").read_text())
+    predictor = entry["components"]["predictor"]
+    for rel in [predictor["entrypoint"], *predictor["requirements"], predictor["image"]["blubber"]]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).touch()
     monkeypatch.setenv(suite.CHECKOUT_ENV, str(tmp_path))
     assert suite.production_test(catalog.get("langid"), required=False) is None
     assert main(["load", "langid", "--production-test"]) == 1

@@ -127,6 +127,7 @@ def _service(tmp_path: Path, model: dict, predictor: dict | None = None) -> cata
     folder = tmp_path / "demo"
     folder.mkdir(exist_ok=True)
     (folder / "model.py").write_text("")
+    (folder / "requirements.txt").write_text("")  # every component runs on its own pins
     doc = {
         "name": "demo",
         "namespace": "experimental",
@@ -198,16 +199,6 @@ def test_a_folder_model_is_built_hashed_by_its_manifest_and_staged_whole(tmp_pat
     models.stage(svc, mnt)
     assert json.loads((mnt / "config.json").read_text()) == {"a": 1}
     assert (mnt / "sub" / "weights.bin").read_bytes() == bytes(range(64))
-
-
-def test_a_builder_in_the_isvcs_venv_needs_a_predictor_with_requirements(tmp_path) -> None:
-    (tmp_path / "demo").mkdir()
-    (tmp_path / "demo" / "build.py").write_text(BUILDER)
-    svc = _service(
-        tmp_path, {"file": "m.bin", "build": "build.py", "build_in": "isvc", "sha256": "0" * 64}
-    )
-    with pytest.raises(models.ModelError, match="needs a predictor with requirements"):
-        models.build(svc)
 
 
 @needs_checkout
