@@ -255,7 +255,7 @@ def test_up_records_mediawiki_then_replays_it_without_the_wiki(run_dir, tmp_path
     """`up --mediawiki record:DIR` sends the isvc's MediaWiki traffic to the wiki (here a local
     HTTPS origin serving fixture wikis) and records it; `replay:DIR` answers it byte for byte
     with the wiki gone."""
-    from tests.unit.test_mediawiki_record import Origin, make_tls
+    from tests.component.test_mediawiki_record import Origin, make_tls
 
     (tmp_path / "tls").mkdir()
     tls = make_tls(tmp_path / "tls")

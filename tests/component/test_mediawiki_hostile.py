@@ -25,7 +25,7 @@ from sandbox.mediawiki import FixtureError, ReplayServer, load_wikis
 from sandbox.mediawiki.recordings import REDACTED, RecordingStore, is_credential
 from sandbox.mediawiki.replay import main
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.component
 
 EN = "en.wikipedia.org"
 MANY = "Sandbox edge case (many outlinks)"

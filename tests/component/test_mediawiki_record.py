@@ -41,7 +41,7 @@ from tests.mediawiki_client import MediaWikiClient, OutlinkResult
 from tests.mediawiki_queries import EN, MANY, TARGET, TITLE_LOOKUP
 from tests.mediawiki_queries import LINKS as LINKS_QUERY
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.component
 
 REDIRECT_TITLE = "sandbox_edge_case_(redirect)"  # normalized, then a redirect to TARGET
 LINKS = {**LINKS_QUERY, "pageids": "900000002"}

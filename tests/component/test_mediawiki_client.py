@@ -28,7 +28,7 @@ from tests.mediawiki_client import (
     UpstreamTimeoutError,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.component
 
 T = TypeVar("T")
 EN = "en.wikipedia.org"

@@ -30,7 +30,7 @@ from mwparserfromhtml import Article
 from sandbox.mediawiki import ReplayServer, diagnose, generate, load_wikis
 from sandbox.mediawiki.fixtures import DEFAULT_FIXTURES_DIR, normalize_title
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.component
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKOUT = REPO.parent / "shared" / "inference-services"

@@ -20,7 +20,7 @@ from sandbox.mediawiki import FixtureError, ReplayServer, load_wikis
 from sandbox.mediawiki.fixtures import Wiki, db_key
 from sandbox.mediawiki.replay import main
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.component
 
 EN = "en.wikipedia.org"
 FR = "fr.wikipedia.org"

@@ -23,7 +23,7 @@ from sandbox.mediawiki import ReplayServer, load_wikis
 from sandbox.mediawiki.fixtures import Wiki, db_key
 from tests.mediawiki_queries import EN, LINKS, MANY, MIXED, TARGET, TITLE_LOOKUP
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.component
 
 FR = "fr.wikipedia.org"
 REDIRECT = "Sandbox edge case (redirect)"
