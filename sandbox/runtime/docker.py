@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import subprocess
 import urllib.parse
 from dataclasses import dataclass, field
@@ -74,11 +75,11 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 # -- resources: service.yaml's Kubernetes quantities as docker flags ---------------------------
-def cpus(quantity: str) -> str:
-    """`250m` -> `0.25`, `1` -> `1`."""
-    if quantity.endswith("m"):
-        return f"{int(quantity[:-1]) / 1000:g}"
-    return f"{float(quantity):g}"
+def cpus(quantity: str, host_cpus: int | None = None) -> str:
+    """`250m` -> `0.25`, `1` -> `1`; at most the host's CPUs (`host_cpus`, default this machine's):
+    Docker refuses a limit above them, where production's nodes have more (edit-check asks 4)."""
+    value = int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+    return f"{min(value, host_cpus or os.cpu_count() or 1):g}"
 
 
 _MEMORY_UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "K": 1000, "M": 1000**2, "G": 1000**3}

@@ -129,7 +129,9 @@ def test_unknown_component_is_a_clear_error() -> None:
 def test_pod_resources_as_docker_flags() -> None:
     from sandbox.runtime.docker import cpus, memory_bytes
 
-    assert cpus("250m") == "0.25" and cpus("1") == "1" and cpus("1500m") == "1.5"
+    assert cpus("250m", 8) == "0.25" and cpus("1", 8) == "1" and cpus("1500m", 8) == "1.5"
+    # Production asks more than a laptop has (edit-check: 4): Docker's limit is the host's CPUs.
+    assert cpus("4", 2) == "2" and cpus("2500m", 2) == "2"
     assert memory_bytes("512Mi") == 512 * 1024**2 and memory_bytes("1Gi") == 1024**3
     assert memory_bytes("1G") == 10**9 and memory_bytes("1000") == 1000
 
