@@ -3,7 +3,7 @@ outlink-style isvc asks the Action API of Wikipedias (it was the sandbox's old s
 the tests keep it to check the replay server and the recorder from an isvc's side).
 
     client = MediaWikiClient(wiki_url=os.environ.get("WIKI_URL"), timeout_s=5)
-    result = await client.outlinks("en", title="Toni Morrison")   # or page_id=30027
+    result = await client.outlinks("en", title="Toni Morrison")   # or page_id=43165
     result.title, result.page_id, result.qids, result.url
 
 With no `wiki_url` it asks https://<lang>.wikipedia.org; with one (the replay server, a proxy) every

@@ -4,7 +4,7 @@ A fixture file names a wiki and lists pages with their redirects and namespace-0
 
     wiki: en.wikipedia.org
     pages:
-      - pageid: 30027
+      - pageid: 43165
         title: Toni Morrison
         revid: 1234567890                 # optional: its current revision (action=parse&oldid)
         wikibase_item: Q72334

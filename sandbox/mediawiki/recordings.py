@@ -16,7 +16,7 @@ request inside the file is what a request is matched against):
       status: 200
       content_type: application/json; charset=utf-8
       headers: {}                      # only Location, MediaWiki-API-Error, Retry-After
-      body: '{"batchcomplete":"","query":{"pages":{"30027":{...}}}}'
+      body: '{"batchcomplete":"","query":{"pages":{"43165":{...}}}}'
 
 A request matches a recording when its method, host, path and *normalized* parameters are equal
 (`normalize`): credentials (`CREDENTIAL_PARAMS`) are redacted, parameter order does not
@@ -155,7 +155,7 @@ class RequestKey:
         return f"{self.method} {self.host}{self.path}" + (f"?{query}" if query else "")
 
     def slug(self) -> str:
-        """A file name stem people can recognise: `query-links-pageids-30027`."""
+        """A file name stem people can recognise: `query-links-pageids-43165`."""
         params = dict(self.params)
         if self.path.endswith("/api.php"):
             parts = [params.get("action", "api")]

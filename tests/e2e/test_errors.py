@@ -39,7 +39,7 @@ def test_wrong_model_name_is_404(sandbox, services):
 # wikimedia/machinelearning-liftwing-inference-services@bce944c:
 # src/models/outlink_topic_model/model_server/model.py).
 MW_FAILED = "An unexpected error has occurred while trying to get outlinks from MW API."
-TONI_BY_ID = json.dumps({"lang": "en", "page_id": 30027, "threshold": 0.3}).encode()
+TONI_BY_ID = json.dumps({"lang": "en", "page_id": 43165, "threshold": 0.3}).encode()
 
 
 @pytest.mark.parametrize(

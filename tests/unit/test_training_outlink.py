@@ -159,7 +159,7 @@ def _fixture_qids(page: dict) -> list[str]:
 @pytest.mark.parametrize("threshold", [0.3, 0.5])
 def test_toni_morrison_fixture_passes_the_service_samples(model, threshold: float) -> None:
     page = _fixture_pages()["Toni Morrison"]
-    assert page["pageid"] == 30027
+    assert page["pageid"] == 43165
     assert len(page["links"]) >= 120
     results = _predict(model, _fixture_qids(page), threshold)
     scores = [s for _, s in results]

@@ -39,7 +39,7 @@ class Request(unittest.TestCase):
 class ArticleUrl(unittest.TestCase):
     def test_title_as_given(self):
         self.assertEqual(
-            model.article_url("en", "Toni Morrison", 30027),
+            model.article_url("en", "Toni Morrison", 43165),
             "https://en.wikipedia.org/wiki/Toni Morrison",
         )
 
