@@ -125,7 +125,9 @@ def test_predictor_container_answers_a_sample(built, services, run_container, tm
     svc = services["langid"]
     comp = svc.components.predictor
     models_dir = tmp_path / "models"
-    models.stage(svc, models_dir)
+    models.stage(
+        svc, models_dir, private=False
+    )  # the container user (65533) reads it, as on docker
     env = [f"--env={k}={v}" for k, v in comp.env.items()]
     cid = run_container(
         "--publish", "127.0.0.1::8080", "--volume", f"{models_dir}:/mnt/models:ro", *env,
