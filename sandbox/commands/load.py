@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sandbox import catalog
 from sandbox.catalog import Service
-from sandbox.errors import RunError
+from sandbox.errors import RunError, UsageError
 from sandbox.hints import prog
 from sandbox.load import report, run, suite
 from sandbox.load.suite import LoadTest
@@ -107,13 +107,13 @@ def baselines_dir() -> Path:
 def _check(args: argparse.Namespace) -> None:
     for flag, value in (("--users", args.users), ("--run-time", args.run_time)):
         if value is not None and value <= 0:
-            raise RunError(f"{flag} must be a positive whole number, got {value}")
+            raise UsageError(f"{flag} must be a positive whole number, got {value}")
     if args.spawn_rate is not None and args.spawn_rate <= 0:
-        raise RunError(f"--spawn-rate must be positive, got {args.spawn_rate:g}")
+        raise UsageError(f"--spawn-rate must be positive, got {args.spawn_rate:g}")
     if args.fail_over is not None and args.fail_over < 0:
-        raise RunError(f"--fail-over must be a percentage ≥ 0, got {args.fail_over:g}")
+        raise UsageError(f"--fail-over must be a percentage ≥ 0, got {args.fail_over:g}")
     if args.baseline is not None and not args.baseline.is_file():
-        raise RunError(f"--baseline {args.baseline}: no such file")
+        raise UsageError(f"--baseline {args.baseline}: no such file")
 
 
 def ingress_url(service: Service, target: str | None) -> tuple[str, str]:

@@ -88,14 +88,15 @@ def test_unknown_isvc_exits_2(capsys):
     assert "unknown isvc 'no-such-isvc'" in err and "langid" in err
 
 
-def test_isvc_not_running_says_how_to_start_it(capsys):
+def test_isvc_not_running_says_how_to_start_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SANDBOX_RUN_DIR", str(tmp_path / "run"))  # a sandbox with nothing up
     assert main(["load", "langid"]) == 1
     assert "up langid" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--users=0", "--run-time=-1", "--spawn-rate=0", "--fail-over=-5"])
 def test_bad_numbers_are_clear_errors(flag, capsys):
-    assert main(["load", "langid", flag]) == 1
+    assert main(["load", "langid", flag]) == 2  # bad usage
     assert flag.split("=")[0] in capsys.readouterr().err
 
 
