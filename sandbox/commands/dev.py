@@ -11,6 +11,7 @@ from sandbox.dev.loop import DevLoop
 from sandbox.errors import RunError
 from sandbox.paths import run_dir
 from sandbox.runtime import targets
+from sandbox.runtime.options import UpOptions
 from sandbox.runtime.targets import Target
 
 
@@ -31,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--port",
         type=int,
-        default=runtime.DEFAULT_PORT,
-        help="gateway port on 127.0.0.1 (default 8080, or SANDBOX_GATEWAY_PORT)",
+        default=None,
+        help="gateway port on 127.0.0.1 (default: the port of the running gateway, else 8080 or "
+        "SANDBOX_GATEWAY_PORT), as for `up`",
     )
     p.add_argument(
         "--mediawiki",
@@ -69,8 +71,9 @@ def make_target(name: str) -> tuple[Target, object | None]:
     return target, None
 
 
-def cmd_dev(args: argparse.Namespace) -> int:
-    service = catalog.get(args.isvc)
+def up_options(args: argparse.Namespace) -> UpOptions:
+    """`up`'s options for dev's arguments, checked and resolved as `up` does them (the gateway's
+    port included: the running gateway's unless --port names another)."""
     up_args = argparse.Namespace(
         port=args.port,
         env=args.env,
@@ -79,9 +82,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         model_source="sandbox",
         all=False,
-        isvcs=[service.name],
+        isvcs=[args.isvc],
     )
-    opts = runtime._options(up_args, args.target)
+    return runtime._options(up_args, args.target)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    service = catalog.get(args.isvc)
+    opts = up_options(args)
     target, zygotes = make_target(args.target)
     loop = DevLoop(service, target, opts)
     try:

@@ -56,6 +56,21 @@ def test_the_port_is_sticky(run_dir: Path) -> None:
     assert gateway_port(port + 1) == port + 1  # --port moves it
 
 
+def test_dev_keeps_the_running_gateways_port_as_up_does(run_dir: Path) -> None:
+    import argparse
+
+    from sandbox.commands import dev
+
+    parser = argparse.ArgumentParser()
+    dev.register(parser.add_subparsers())
+    port = free_port()
+    with state.locked() as st:
+        ingress.ensure_gateway(st, port)
+    assert dev.up_options(parser.parse_args(["dev", "langid"])).gateway_port == port
+    named = parser.parse_args(["dev", "langid", "--port", str(port + 1)])
+    assert dev.up_options(named).gateway_port == port + 1
+
+
 def test_a_missing_gateway_fails_status(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
     with state.locked() as st:
         st.isvcs["local/langid"] = IsvcRecord("local", "langid", "l.llm.wikimedia.org", "fp", "/m")
