@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import shlex
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 from sandbox import catalog
 from sandbox.errors import RunError
 from sandbox.hints import prog
-from sandbox.runtime import processes, state, targets
+from sandbox.runtime import lifecycle, processes, state, targets
 
 KEPT_JOBS = 20
 ACTIONS = ("start", "restart", "stop", "rebuild-model")
@@ -45,11 +44,7 @@ def _up_options(st: state.State, target: str) -> list[str]:
             args += ["--max-body-bytes", str(st.gateway.max_body_bytes)]
     mw = st.mediawiki.get(target) or next(iter(st.mediawiki.values()), None)
     if mw is not None:
-        try:
-            _image, kind, directory = json.loads(mw.spec)
-        except (ValueError, TypeError):
-            kind, directory = "emulate", None
-        args += ["--mediawiki", "replay" if kind == "emulate" else f"{kind}:{directory}"]
+        args += ["--mediawiki", str(lifecycle.replay_mode(mw))]
     if st.gateway:
         _last_options[target] = args
     return ["--target", target, *(args if st.gateway else _last_options.get(target, args))]

@@ -223,6 +223,22 @@ class _Undo:
     held: bool = False  # a crashed isvc's Host is held (503) while it is replaced
 
 
+def replay_spec(image: str | None, mode: MediaWiki) -> str:
+    """What a replay server's record keeps of how it was started (its image and mode): a start
+    with another spec replaces it."""
+    return json.dumps([image, mode.kind, mode.directory])
+
+
+def replay_mode(comp: ComponentRecord) -> MediaWiki:
+    """The `--mediawiki` mode a running replay server was started in, from its record's spec
+    (the fixture wikis when the spec is unreadable)."""
+    try:
+        _image, kind, directory = json.loads(comp.spec)
+        return MediaWiki(kind=kind, directory=directory)
+    except (ValueError, TypeError):
+        return MediaWiki(kind="emulate")
+
+
 class HostTarget:
     """A target whose components run on this host behind the sandbox's gateway."""
 
@@ -285,7 +301,7 @@ class HostTarget:
             )
             return None
         current = st.mediawiki.get(self.name)
-        spec = json.dumps([prepared.replay_image, mode.kind, mode.directory])
+        spec = replay_spec(prepared.replay_image, mode)
         if current and current.spec == spec and self.backend.alive(current):
             return self.backend.replay_url(current)
         if current:
