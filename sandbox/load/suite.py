@@ -20,10 +20,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.catalog import Service
+from sandbox.catalog import INFERENCE_SERVICES_ENV, Service
 from sandbox.errors import RunError
 
-CHECKOUT_ENV = "SANDBOX_INFERENCE_SERVICES"
+CHECKOUT_ENV = INFERENCE_SERVICES_ENV  # the checkout the catalog serves production from
 LOCUST_DIR = Path("test") / "locust"
 REQUIREMENTS_DIR = Path(__file__).parent / "requirements"
 GENERATED_LOCUST = REQUIREMENTS_DIR / "locust.txt"
