@@ -341,7 +341,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _all_status(only: str | None = None) -> list[ComponentStatus]:
+def all_status(only: str | None = None) -> list[ComponentStatus]:
     if only == "minikube":
         return targets.get("minikube").status()
     rows: list[ComponentStatus] = []
@@ -354,7 +354,7 @@ def _all_status(only: str | None = None) -> list[ComponentStatus]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    rows = _all_status(args.target)
+    rows = all_status(args.target)
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0 if all(r.state in ("running", "ready") for r in rows) else 1

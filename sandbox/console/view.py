@@ -1,6 +1,6 @@
 """What the console shows, read through the CLI's own functions.
 
-The overview is `ml-sandbox status`'s rows (`commands.runtime._all_status`), grouped by isvc and
+The overview is `ml-sandbox status`'s rows (`commands.runtime.all_status`), grouped by isvc and
 joined with the catalog; a prediction is `ml-sandbox predict`'s request and checks
 (`runtime.smoke.post`, `checks.evaluate`); recent requests are the gateway's access log, read
 across rotated files as `ml-sandbox logs gateway` reads it (`processes.tail`). Everything here
@@ -24,7 +24,7 @@ import yaml
 from sandbox import catalog
 from sandbox.catalog import Sample, Service
 from sandbox.checks import evaluate
-from sandbox.commands.runtime import _all_status
+from sandbox.commands.runtime import all_status
 from sandbox.errors import RunError
 from sandbox.hints import prog
 from sandbox.runtime import ingress, processes, smoke, state, targets
@@ -46,7 +46,7 @@ def overview(target: str | None = None) -> dict[str, Any]:
     """Every isvc of the catalog with its components as `status` sees them, the platform's own
     processes (gateway, MediaWiki replay server, orphans), the MediaWiki mode and the gateway."""
     st = state.read()
-    rows = _all_status(target)
+    rows = all_status(target)
     services = _catalog()
     isvcs: dict[str, dict[str, Any]] = {
         name: {
