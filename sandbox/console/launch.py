@@ -78,15 +78,4 @@ def status(st: state.State) -> list[ComponentStatus]:
     c = st.console
     if not c:
         return []
-    ok = processes.alive(c.process)
-    return [
-        ComponentStatus(
-            target="-",
-            isvc="-",
-            component="console",
-            state="running" if ok else "exited",
-            address=f"127.0.0.1:{c.port}",
-            pid=c.process.pid,
-            detail=f"http://127.0.0.1:{c.port}/" if ok else f"see {c.process.log}",
-        )
-    ]
+    return [ComponentStatus.of_server("console", c, f"http://127.0.0.1:{c.port}/")]

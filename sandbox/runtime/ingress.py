@@ -142,15 +142,4 @@ def status(st: State) -> list[ComponentStatus]:
                 "-", "-", "gateway", "missing", "-", None, f"start it: {prog()} up <isvc>"
             )
         ]
-    ok = processes.alive(gw.process)
-    return [
-        ComponentStatus(
-            target="-",
-            isvc="-",
-            component="gateway",
-            state="running" if ok else "exited",
-            address=f"127.0.0.1:{gw.port}",
-            pid=gw.process.pid,
-            detail="" if ok else f"see {gw.process.log}",
-        )
-    ]
+    return [ComponentStatus.of_server("gateway", gw)]

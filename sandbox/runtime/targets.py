@@ -9,7 +9,7 @@ from typing import Protocol
 
 from sandbox.catalog import Service
 from sandbox.errors import RunError
-from sandbox.runtime import state
+from sandbox.runtime import processes, state
 from sandbox.runtime.options import UpOptions
 
 
@@ -22,6 +22,23 @@ class ComponentStatus:
     address: str  # host:port or container name
     pid: int | None = None
     detail: str = ""
+
+    @classmethod
+    def of_server(
+        cls, component: str, rec: state.ServerRecord, running: str = ""
+    ) -> ComponentStatus:
+        """The row of one of the sandbox's own servers (the gateway, the console) on 127.0.0.1:
+        running (with `running` as its detail) or exited (pointing at its log)."""
+        ok = processes.alive(rec.process)
+        return cls(
+            target="-",
+            isvc="-",
+            component=component,
+            state="running" if ok else "exited",
+            address=f"127.0.0.1:{rec.port}",
+            pid=rec.process.pid,
+            detail=running if ok else f"see {rec.process.log}",
+        )
 
 
 class Target(Protocol):
