@@ -41,7 +41,7 @@ def checkout(monkeypatch):
     if not (CHECKOUT / "test" / "locust" / "locustfile.py").is_file():
         pytest.fail(f"the inference-services snapshot is missing: {CHECKOUT}")
     monkeypatch.setenv(suite.CHECKOUT_ENV, str(CHECKOUT))
-    return CHECKOUT
+    return CHECKOUT.resolve()  # the suite names files by their real path (../shared may be a link)
 
 
 def test_production_tests_of_the_reference_isvcs_are_found(checkout):
