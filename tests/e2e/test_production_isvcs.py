@@ -1,7 +1,8 @@
 """Production's isvcs served unmodified from an inference-services checkout: the light tier
-(patterns A and B, outlink as production runs it today) serves every sample of its catalog entry on
-the local target, measured with `ml-sandbox coverage --run` as a user runs it. The heavy entries
-(torch, TensorFlow, vLLM) are the `heavy` tier: `pytest -m heavy` (the nightly workflow runs it).
+(patterns A and B, outlink as production runs it today, and tts: ONNX Runtime, no torch) serves
+every sample of its catalog entry on the local target, measured with `ml-sandbox coverage --run` as
+a user runs it. The heavy entries (torch, TensorFlow, vLLM) are the `heavy` tier: `pytest -m heavy`
+(the nightly workflow runs it).
 
 Needs a checkout (SANDBOX_INFERENCE_SERVICES, else ../shared/inference-services); skipped
 without one.
@@ -23,7 +24,7 @@ CHECKOUT = checkout()
 if CHECKOUT is None:
     pytest.skip("no inference-services checkout", allow_module_level=True)
 
-LIGHT = ["editing-suggestions", "outlink-topic-model", "langid"]
+LIGHT = ["editing-suggestions", "outlink-topic-model", "langid", "tts"]
 HEAVY = ["edit-check", "jina-embeddings"]
 
 
