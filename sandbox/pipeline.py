@@ -23,7 +23,8 @@ machine's CA bundle (`PIP_CERT`) so tox's pip can reach the package index throug
 TLS-intercepting proxy; with `--mediawiki replay` (the default) its calls to the wikis reach the
 sandbox's MediaWiki replay server over HTTPS instead (sandbox/pipeline_wiki.py); pre-commit
 (the `ci-lint` tox env of inference-services' test variants) fetches its hooks from GitHub and
-fails offline, which the summary says; `--skip-lint` runs the same entrypoint without its `ci-lint` argument, so the unit tests run on their own.
+fails offline, which the summary says; `--skip-lint` runs the same entrypoint without its
+`ci-lint` argument, so the unit tests run on their own.
 """
 
 from __future__ import annotations
