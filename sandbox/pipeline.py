@@ -353,10 +353,12 @@ def _run_stage(
             docker_args = wiki.run_args if wiki is not None else []
             code = _run_container(image, args, env, entrypoint, tail, seen, hosts, docker_args)
             missed = wiki.misses() if wiki is not None else []
+            served = wiki.served() if wiki is not None else {}
         if wiki is not None:
+            answered = ", ".join(f"{host} {n}" for host, n in served.items()) or "none"
             result.notes.append(
                 f"--mediawiki {mediawiki}: the wikis' HTTPS calls went to the MediaWiki replay "
-                f"server ({len(wiki.hosts)} fixture wikis)"
+                f"server ({len(wiki.hosts)} fixture wikis); requests it answered: {answered}"
             )
         for request in missed:
             result.notes.append(

@@ -46,6 +46,8 @@ CERT_LIFETIME = datetime.timedelta(days=1)
 # The server's line once it listens (sandbox.mediawiki.replay.serve), and its line per miss.
 _READY = "MediaWiki replay ("
 _MISS = re.compile(r"NOT IN THE FIXTURES \(([^)]*)\): (.*?)(?: -- record it with .*)?$")
+# Its access log line (replay.py's access_log_format: '%a "%r" %s %b Host=%{Host}i ...').
+_ACCESS = re.compile(r'"[A-Z]+ (/\S*) HTTP/[\d.]+" (\d{3}) \S+ Host=([^\s:]+)')
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,17 @@ def misses(log: str) -> list[str]:
     return list(found)
 
 
+def served(log: str) -> dict[str, int]:
+    """How many wiki requests (not the server's own /__replay__/ ones) the replay server
+    answered, per wiki host, from its access log; sorted by host."""
+    counts: dict[str, int] = {}
+    for line in log.splitlines():
+        m = _ACCESS.search(line)
+        if m and not m.group(1).startswith("/__replay__/"):
+            counts[m.group(3)] = counts.get(m.group(3), 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def run_args(network: str, bundle: Path) -> list[str]:
     """The `docker run` options that send a container's wiki calls to the replay server: its
     network, and the run's CA bundle mounted read-only and named by the standard variables."""
@@ -265,6 +278,9 @@ class WikiReplay:
 
     def misses(self) -> list[str]:
         return misses(self.log())
+
+    def served(self) -> dict[str, int]:
+        return served(self.log())
 
     def close(self) -> None:
         _docker("rm", "-f", self.container, check=False)

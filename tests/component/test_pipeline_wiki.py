@@ -191,3 +191,18 @@ def test_tls_context_names_a_bad_file(tmp_path: Path, tls) -> None:
     bad.write_text("not a certificate")
     with pytest.raises(ValueError, match="not a PEM certificate"):
         tls_context(bad, tls.key)
+
+
+def test_the_requests_answered_are_counted_per_wiki_from_the_access_log(tls, caplog) -> None:
+    with (
+        ReplayServer(port=0, tls=tls_context(tls.cert, tls.key), access_log=True) as srv,
+        caplog.at_level(logging.INFO, logger="sandbox.mediawiki.access"),
+    ):
+        for host in ("fi.wikipedia.org", "en.wikipedia.org", "en.wikipedia.org"):
+            _get(srv, tls.bundle, host, {"action": "query", "format": "json"})
+        _get(srv, tls.bundle, "fi.wikipedia.org", {**OUTLINKS_QUERY, "pageids": "424242"})
+    log = "\n".join(r.getMessage() for r in caplog.records)
+    assert pipeline_wiki.served(log) == {"en.wikipedia.org": 2, "fi.wikipedia.org": 2}
+    assert (
+        pipeline_wiki.served('1.2.3.4 "GET /__replay__/health HTTP/1.1" 200 10 Host=x "ua"') == {}
+    )  # the server's own endpoints are not wiki requests
