@@ -46,9 +46,7 @@ import yaml
 from sandbox import images
 from sandbox.docker_cli import docker, docker_binary
 from sandbox.errors import RunError, SandboxError
-from sandbox.pipeline_wiki import WikiReplay
-from sandbox.runtime.lifecycle import replay_mode_args
-from sandbox.runtime.options import MediaWiki
+from sandbox.pipeline_wiki import WikiMode, WikiReplay
 
 REGISTRY = "docker-registry.wikimedia.org"
 REPOSITORY = "wikimedia"
@@ -56,7 +54,6 @@ RUN_TIMEOUT_S = 20 * 60  # PipelineRunner.run: timeout(time: 20, unit: "MINUTES"
 JENKINS_ONLY_STEPS = ("copy", "promote", "deploy", "exports", "trigger")
 LINT_ARG = "ci-lint"
 CA_IN_CONTAINER = "/run/ml-sandbox-ca.pem"
-RECORDINGS_MOUNT = "/srv/recordings"
 _OFFLINE_LINT = re.compile(
     r"Could not resolve host|Failed to connect|unable to access 'https://github\.com|"
     r"Network is unreachable|Temporary failure in name resolution|CalledProcessError.*git",
@@ -269,7 +266,7 @@ def run(
     keep_going: bool = False,
     skip_lint: bool = False,
     env: dict[str, str] | None = None,
-    mediawiki: MediaWiki | None = None,
+    mediawiki: WikiMode | None = None,
 ) -> list[StageResult]:
     """Run the pipeline's stages (or only those named), printing progress; the results."""
     known = [s.name for s in pipeline.stages]
@@ -317,7 +314,7 @@ def _run_stage(
     result: StageResult,
     skip_lint: bool,
     extra_env: dict[str, str],
-    mediawiki: MediaWiki | None = None,
+    mediawiki: WikiMode | None = None,
 ) -> None:
     if stage.variant:
         tag = images.build(
@@ -397,15 +394,13 @@ def _run_stage(
 
 
 @contextlib.contextmanager
-def _wikis(mode: MediaWiki | None) -> Iterator[WikiReplay | None]:
-    """The replay server for one run step when `mode` runs it (replay, replay:DIR), else None."""
-    if mode is None or mode.kind == "live":
+def _wikis(mode: WikiMode | None) -> Iterator[WikiReplay | None]:
+    """The replay server for one run step, or None (`--mediawiki live`: the container's own
+    network)."""
+    if mode is None:
         yield None
         return
-    if mode.kind not in ("emulate", "replay"):
-        raise PipelineError(f"--mediawiki {mode}: a pipeline runs with live, replay or replay:DIR")
-    volumes = [f"{mode.directory}:{RECORDINGS_MOUNT}:ro"] if mode.directory else []
-    with WikiReplay(replay_mode_args(mode, RECORDINGS_MOUNT), volumes) as wiki:
+    with WikiReplay(mode) as wiki:
         yield wiki
 
 

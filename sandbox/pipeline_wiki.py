@@ -41,6 +41,7 @@ TLS_PORT = 443
 CA_IN_CONTAINER = "/run/ml-sandbox-wiki-ca.pem"
 TLS_IN_CONTAINER = "/run/ml-sandbox-wiki-tls"
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+RECORDINGS_IN_CONTAINER = "/srv/recordings"
 START_TIMEOUT_S = 60.0
 CERT_LIFETIME = datetime.timedelta(days=1)
 # The server's line once it listens (sandbox.mediawiki.replay.serve), and its line per miss.
@@ -48,6 +49,24 @@ _READY = "MediaWiki replay ("
 _MISS = re.compile(r"NOT IN THE FIXTURES \(([^)]*)\): (.*?)(?: -- record it with .*)?$")
 # Its access log line (replay.py's access_log_format: '%a "%r" %s %b Host=%{Host}i ...').
 _ACCESS = re.compile(r'"[A-Z]+ (/\S*) HTTP/[\d.]+" (\d{3}) \S+ Host=([^\s:]+)')
+
+
+@dataclass(frozen=True)
+class WikiMode:
+    """`--mediawiki` of a pipeline that runs the replay server: its fixtures (`replay`), or
+    recordings in a folder first (`replay:DIR`, answered as `--replay DIR --emulate`)."""
+
+    recordings: Path | None = None
+
+    def __str__(self) -> str:
+        return f"replay:{self.recordings}" if self.recordings else "replay"
+
+    def server_args(self) -> list[str]:
+        """The replay server's mode arguments, with the folder as the container sees it."""
+        return ["--replay", RECORDINGS_IN_CONTAINER, "--emulate"] if self.recordings else []
+
+    def volumes(self) -> list[str]:
+        return [f"{self.recordings}:{RECORDINGS_IN_CONTAINER}:ro"] if self.recordings else []
 
 
 @dataclass(frozen=True)
@@ -199,16 +218,15 @@ def server_args(hosts: list[str], network: str) -> list[str]:
 class WikiReplay:
     """The replay server for one run step, as a context manager:
 
-        with WikiReplay(mode_args) as wiki:
+        with WikiReplay(WikiMode()) as wiki:
             docker run ... *wiki.run_args ...
             wiki.misses()
 
     On exit (also after an error or Ctrl-C) its container, network and certificates are gone.
     """
 
-    def __init__(self, mode_args: list[str] | None = None, volumes: list[str] | None = None):
-        self.mode_args = mode_args or []
-        self.volumes = volumes or []
+    def __init__(self, mode: WikiMode | None = None):
+        self.mode = mode or WikiMode()
         token = secrets.token_hex(4)
         self.network = f"ml-sandbox-pipeline-wiki-{token}"
         self.container = f"ml-sandbox-pipeline-wiki-{token}"
@@ -242,12 +260,12 @@ class WikiReplay:
         self._network_made = True
         tls = f"{self.directory}:{TLS_IN_CONTAINER}:ro"
         cmd = ["run", "--detach", "--name", self.container, "--user", _user(), "-v", tls]
-        for volume in self.volumes:
+        for volume in self.mode.volumes():
             cmd += ["-v", volume]
         cmd += [*server_args(self.hosts, self.network), image]
         cmd += ["--port", str(TLS_PORT)]
         cmd += ["--tls-cert", f"{TLS_IN_CONTAINER}/server.pem"]
-        cmd += ["--tls-key", f"{TLS_IN_CONTAINER}/server.key", *self.mode_args]
+        cmd += ["--tls-key", f"{TLS_IN_CONTAINER}/server.key", *self.mode.server_args()]
         _docker(*cmd)
         print(
             f"• MediaWiki replay server: https://<wiki>:{TLS_PORT} for {len(self.hosts)} wikis "

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from sandbox import pipeline
+from sandbox.pipeline_wiki import WikiMode
 from sandbox.runtime.options import MediaWiki
 
 
@@ -71,6 +72,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_pipeline)
 
 
+def wiki_mode(value: str) -> WikiMode | None:
+    """`--mediawiki` of a pipeline: None for live, else the replay server's mode; a UsageError
+    (exit 2) for the modes other commands know that a pipeline cannot use."""
+    mode = MediaWiki.parse(value)
+    if mode.kind == "live":
+        return None
+    if mode.kind == "emulate":
+        return WikiMode()
+    if mode.kind == "replay" and mode.directory:
+        return WikiMode(Path(mode.directory))
+    raise pipeline.PipelineError(
+        f"--mediawiki {value}: a pipeline runs with live, replay or replay:DIR"
+    )
+
+
 def cmd_pipeline(args: argparse.Namespace) -> int:
     extra = {}
     for item in args.env:
@@ -78,11 +94,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise pipeline.PipelineError(f"--env {item!r}: expected K=V")
         extra[key] = value
-    mediawiki = MediaWiki.parse(args.mediawiki)
-    if mediawiki.kind not in ("live", "emulate", "replay"):
-        raise pipeline.PipelineError(
-            f"--mediawiki {args.mediawiki}: a pipeline runs with live, replay or replay:DIR"
-        )
+    mediawiki = wiki_mode(args.mediawiki)
     pipe = pipeline.load(args.source, args.name)
     print(
         f"pipeline {pipe.name}: {len(pipe.stages)} stages from {pipe.blubberfile} "

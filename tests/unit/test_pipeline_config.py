@@ -155,3 +155,16 @@ def test_unreachable_hosts_are_named() -> None:
     }
     assert hosts == {"fi.wikipedia.org", "github.com"}
     assert pipeline._OFFLINE_LINT.search(lines[1])
+
+
+def test_mediawiki_modes_of_a_pipeline(tmp_path: Path) -> None:
+    from sandbox.commands.pipeline import wiki_mode
+    from sandbox.pipeline_wiki import RECORDINGS_IN_CONTAINER, WikiMode
+
+    assert wiki_mode("live") is None
+    assert wiki_mode("replay") == WikiMode()
+    assert WikiMode().server_args() == [] and WikiMode().volumes() == []
+    recorded = wiki_mode(f"replay:{tmp_path}")
+    assert recorded == WikiMode(tmp_path) and str(recorded) == f"replay:{tmp_path}"
+    assert recorded.server_args() == ["--replay", RECORDINGS_IN_CONTAINER, "--emulate"]
+    assert recorded.volumes() == [f"{tmp_path}:{RECORDINGS_IN_CONTAINER}:ro"]
