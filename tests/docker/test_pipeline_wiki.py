@@ -9,6 +9,7 @@ call the wikis (inference-services@bce944c:test/unit/outlink_topic_model/)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -92,8 +93,9 @@ def test_outlink_unit_tests_pass_through_the_replay_server(docker_ready, capsys)
     code = cli.main([*args, "--skip-lint"])
     out = capsys.readouterr().out
     assert code == 0, out[-4000:]
-    assert "│ ======================== 75 passed" in out, out[-4000:]
-    assert " failed" not in out.split("short test summary info")[-1]
+    # pytest's last line: "===== 75 passed in 9.87s =====", no failure (71 passed, 4 failed
+    # without the replay server).
+    assert re.search(r"│ =+ 75 passed in [\d.]+s =+$", out, re.MULTILINE), out[-4000:]
     # The 4 tests that call the wikis reached the replay server: fi once, en once per test.
     assert "requests it answered: en.wikipedia.org 3, fi.wikipedia.org 1" in out
     assert "has no fixture for" not in out
