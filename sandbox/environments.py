@@ -128,7 +128,7 @@ def venv_for(service: Service, component: Component, progress=_say) -> Path:
         blocked = _blocked(service)
         if not direct and blocked:
             raise venvs.VenvError(
-                f"{e}\nProduction cannot build {service.name} from these files either: {blocked} "
+                f"{e}\n{service.name} in production: {blocked} "
                 f"(production.blocked in {service.dir / 'service.yaml'})"
             ) from None
         if not direct:
