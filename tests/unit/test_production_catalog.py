@@ -227,6 +227,31 @@ def test_packages_not_on_the_index_are_named(tmp_path) -> None:
     ]
 
 
+@needs_checkout
+def test_the_local_venv_installs_what_the_blubber_build_installs_the_same_way(with_checkout):
+    """Each entry's `requirements` are the files its Blubber file's python builder installs, in
+    its order, and that build resolves them together (no `python.no-deps: true`, so no
+    `--no-deps`), as the local target's one `uv pip install -r ... -r ...` does. A Blubber file
+    that turned `no-deps` on would need the local target to skip resolution too."""
+    from sandbox.images import blubber
+
+    checked = []
+    for name, service in sorted(with_checkout.services.items()):
+        component = service.components.predictor
+        if service.production is None or component.image is None:
+            continue
+        path = service.source_dir / component.image.blubber
+        try:
+            t = blubber.translate(path, component.image.variant, base_image="bookworm")
+        except blubber.BlubberError as e:
+            assert "base" in str(e), (name, str(e))  # a ROCm/vLLM base with no stand-in
+            continue
+        assert list(t.requirements) == list(component.requirements), name
+        assert "--no-deps" not in t.dockerfile, name
+        checked.append(name)
+    assert "logo-detection" in checked and len(checked) >= 17, checked
+
+
 def _failing_install(requirements, **kwargs):
     raise venvs.VenvError("installing r.txt with uv failed (exit 1): No solution found")
 
