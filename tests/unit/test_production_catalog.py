@@ -101,7 +101,7 @@ def test_coverage_marks_only_a_recorded_pass_of_the_entry_as_it_is(with_checkout
     assert "entry changed" in table["editing-suggestions"].why
     assert not table["edit-check"].local and "2 of 6 samples passed" in table["edit-check"].why
     assert not table["langid"].local and "not run yet" in table["langid"].why
-    assert "pins do not resolve" in table["logo-detection"].why
+    assert "production's pipeline cannot build" in table["logo-detection"].why
     assert "knowledge_integrity" in table["revertrisk-language-agnostic"].why
     revscoring = [r for r in table.values() if r.pattern == "H"]
     assert len(revscoring) == 1 and "Python 3.10" in revscoring[0].why
@@ -225,6 +225,65 @@ def test_packages_not_on_the_index_are_named(tmp_path) -> None:
         ("knowledge_integrity", "git+https://gitlab.example/ki.git@v0.8.4"),
         ("kserve", "file:///srv/app/kserve_repository/python/kserve"),
     ]
+
+
+@needs_checkout
+def test_the_local_venv_installs_what_the_blubber_build_installs_the_same_way(with_checkout):
+    """Each entry's `requirements` are the files its Blubber file's python builder installs, in
+    its order, and that build resolves them together (no `python.no-deps: true`, so no
+    `--no-deps`), as the local target's one `uv pip install -r ... -r ...` does. A Blubber file
+    that turned `no-deps` on would need the local target to skip resolution too."""
+    from sandbox.images import blubber
+
+    checked = []
+    for name, service in sorted(with_checkout.services.items()):
+        component = service.components.predictor
+        if service.production is None or component.image is None:
+            continue
+        path = service.source_dir / component.image.blubber
+        try:
+            t = blubber.translate(path, component.image.variant, base_image="bookworm")
+        except blubber.BlubberError as e:
+            assert "base" in str(e), (name, str(e))  # a ROCm/vLLM base with no stand-in
+            continue
+        assert list(t.requirements) == list(component.requirements), name
+        assert "--no-deps" not in t.dockerfile, name
+        checked.append(name)
+    assert "logo-detection" in checked and len(checked) >= 17, checked
+
+
+def _failing_install(requirements, **kwargs):
+    raise venvs.VenvError("installing r.txt with uv failed (exit 1): No solution found")
+
+
+@needs_checkout
+def test_a_failed_install_of_an_entry_production_cannot_build_says_so(
+    with_checkout, monkeypatch
+) -> None:
+    """logo-detection's pins do not resolve, in production's Blubber v0.22 build either: the
+    installer's error is followed by the entry's own reason, which names the image production
+    runs and how to serve it."""
+    monkeypatch.setattr(venvs, "ensure", _failing_install)
+    service = with_checkout.services["logo-detection"]
+    with pytest.raises(venvs.VenvError) as err:
+        environments.venv_for(service, service.components.predictor, progress=None)
+    message = str(err.value)
+    assert message.startswith("installing r.txt with uv failed")
+    assert "logo-detection in production: production's pipeline cannot build" in message
+    assert "pydantic-settings==2.8.1" in message and "698ced2" in message
+    assert "production.blocked in" in message
+
+
+def test_a_failed_install_of_an_entry_with_no_reason_is_the_installers(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(venvs, "ensure", _failing_install)
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "t.csv").write_text("a\n")
+    svc = _service(tmp_path, {"file": "t.csv", "data": "t.csv", "sha256": "0" * 64})
+    with pytest.raises(venvs.VenvError) as err:
+        environments.venv_for(svc, svc.components.predictor, progress=None)
+    assert str(err.value) == "installing r.txt with uv failed (exit 1): No solution found"
 
 
 @needs_checkout
