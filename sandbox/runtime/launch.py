@@ -222,7 +222,7 @@ class Routes:
     def target(self, host: object, port: object) -> tuple[str, int] | None:
         """Where `host` on `port` connects, or None: as it resolves."""
         if isinstance(host, bytes):
-            host = host.decode("idna", "replace")
+            host = host.decode("ascii", "replace")
         if not isinstance(host, str):
             return None
         try:
