@@ -125,3 +125,80 @@ def test_getaddrinfo_is_untouched_for_other_names() -> None:
         assert socket.getaddrinfo("de.wikipedia.org", 80)[0][4][:2] == ("127.0.0.1", 4321)
     finally:
         socket.getaddrinfo = saved
+
+
+def _component(env: dict[str, str]):
+    from sandbox.catalog import Component
+
+    return Component.model_validate(
+        {
+            "entrypoint": "model.py",
+            "env": env,
+            "resources": {
+                "requests": {"cpu": "1", "memory": "1Gi"},
+                "limits": {"cpu": "1", "memory": "1Gi"},
+            },
+        }
+    )
+
+
+PRODUCTION_EVENTGATE = "http://eventgate-main.discovery.wmnet:4480/v1/events"
+
+
+def test_eventgate_url_points_at_the_replay_servers_eventgate_only_when_it_runs() -> None:
+    from sandbox.runtime.lifecycle import component_env
+    from sandbox.runtime.options import MediaWiki, UpOptions
+
+    comp = _component({"EVENTGATE_URL": PRODUCTION_EVENTGATE, "FORCE_HTTP": "True"})
+    replay = UpOptions(mediawiki=MediaWiki.parse("replay"))
+    env = component_env(comp, "http://127.0.0.1:8090", replay)
+    assert env["EVENTGATE_URL"] == "http://127.0.0.1:8090/v1/events"
+    assert env["FORCE_HTTP"] == "True"
+    # Another MediaWiki (a URL, the live wikis) is no EventGate: production's value stays.
+    other = UpOptions(mediawiki=MediaWiki.parse("https://en.wikipedia.org"))
+    assert component_env(comp, "https://en.wikipedia.org", other)["EVENTGATE_URL"] == (
+        PRODUCTION_EVENTGATE
+    )
+    assert component_env(comp, None, UpOptions())["EVENTGATE_URL"] == PRODUCTION_EVENTGATE
+    # --env still has the last word.
+    mine = UpOptions(mediawiki=MediaWiki.parse("replay"), env={"EVENTGATE_URL": "http://x/e"})
+    assert component_env(comp, "http://127.0.0.1:8090", mine)["EVENTGATE_URL"] == "http://x/e"
+    # Without EVENTGATE_URL in service.yaml, none is added.
+    assert "EVENTGATE_URL" not in component_env(_component({}), "http://127.0.0.1:8090", replay)
+
+
+def test_the_local_plan_routes_the_wikis_only_under_the_replay_server(tmp_path: Path) -> None:
+    from sandbox import catalog
+    from sandbox.runtime.local import LocalBackend, LocalPrepared
+    from sandbox.runtime.options import MediaWiki, UpOptions
+
+    service = catalog.get("outlink-topic-model")
+    prepared = LocalPrepared(pythons={f"{service.name}/predictor": sys.executable})
+    comp = service.components.predictor
+
+    def plan(opts: UpOptions, url: str | None):
+        return LocalBackend().plan(service, "predictor", comp, opts, url, prepared)
+
+    replay = plan(UpOptions(mediawiki=MediaWiki.parse("replay")), "http://127.0.0.1:8090")
+    assert "--route=*.wikipedia.org:80=127.0.0.1:8090" in replay.outside
+    assert f"--cafile={mesh.WMF_CA_BUNDLE}" in replay.outside
+    assert plan(UpOptions(), None).outside == ()
+    url = UpOptions(mediawiki=MediaWiki.parse("http://127.0.0.1:9000"))
+    assert plan(url, "http://127.0.0.1:9000").outside == ()
+
+
+def test_isvcs_that_name_eventgate_url_use_the_replay_server(monkeypatch) -> None:
+    from sandbox import catalog
+    from tests.production_support import checkout
+
+    services = catalog.load_all()
+    assert services["outlink-topic-model"].uses_mediawiki  # WIKI_URL
+    assert not services["langid"].uses_mediawiki
+    root = checkout()
+    if root is None:
+        pytest.skip("no inference-services checkout for the production entry")
+    monkeypatch.setenv("SANDBOX_INFERENCE_SERVICES", str(root))
+    entry = catalog.PRODUCTION_DIR / "revise-tone-task-generator" / "service.yaml"
+    revise_tone = catalog.load_file(entry)
+    assert "WIKI_URL" not in revise_tone.components.predictor.env
+    assert revise_tone.uses_mediawiki  # EVENTGATE_URL: the replay server is its EventGate
