@@ -314,9 +314,12 @@ class Service(_Strict):
 
     @property
     def uses_mediawiki(self) -> bool:
-        """True when a component calls MediaWiki, which service.yaml says by naming `WIKI_URL`
-        in its env (the setting `--mediawiki` points at the chosen MediaWiki)."""
-        return any("WIKI_URL" in c.env for _, c in self.component_items())
+        """True when a component calls MediaWiki or EventGate, which service.yaml says by naming
+        `WIKI_URL` or `EVENTGATE_URL` in its env (the settings `--mediawiki replay` points at the
+        replay server, which also answers the wikis' own domains on the local target)."""
+        return any(
+            "WIKI_URL" in c.env or "EVENTGATE_URL" in c.env for _, c in self.component_items()
+        )
 
     @property
     def entry_component(self) -> str:
