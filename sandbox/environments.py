@@ -109,9 +109,16 @@ def venv_for(service: Service, component: Component, progress=_say) -> Path:
     or GitHub repository, a path inside production's image), the error names them and says how to
     provide them."""
     requirements = requirement_paths(service, component)
+    base = [service.dir / r for r in component.image_base]
     python = python_for(component.python)
     try:
-        return venvs.ensure(requirements, python=python, progress=progress)
+        return venvs.ensure(
+            requirements,
+            python=python,
+            progress=progress,
+            base=base,
+            without=component.image_without,
+        )
     except venvs.VenvError as e:
         direct = direct_references(requirements)
         if not direct:
