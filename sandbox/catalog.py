@@ -118,6 +118,17 @@ class Component(_Strict):
         "what production's image gives the isvc beside its own requirement files: the base "
         "image's torch, a Debian python3-* package of the Blubber file's apt list",
     )
+    image_base: list[str] = Field(
+        default_factory=list,
+        description="requirement files of this repo (relative to the service.yaml's folder) for "
+        "what production's base image has installed before the isvc's own `pip install -r` runs "
+        "over it (the vLLM of a vLLM base): installed first, in a step of their own",
+    )
+    image_without: list[str] = Field(
+        default_factory=list,
+        description="packages removed from the venv at the end: ones the base brings that cannot "
+        "run here (a CUDA-only torchvision beside a CPU torch)",
+    )
 
     @field_validator("env")
     @classmethod
@@ -441,8 +452,8 @@ def load_file(path: Path) -> Service:
         checks += [(f"{where}.pythonpath", src, d, "folder") for d in c.pythonpath]
         if c.image:
             checks.append((f"{where}.image.blubber", src, c.image.blubber, "file"))
-        extra = c.image_requirements  # this repo's files, beside the service.yaml
-        checks += [(f"{where}.image_requirements", catalog_root, r, "file") for r in extra]
+        for key in ("image_base", "image_requirements"):  # this repo's files
+            checks += [(f"{where}.{key}", catalog_root, r, "file") for r in getattr(c, key)]
     for label, root, relative, kind in checks:
         file = _under(root, relative, svc.dir if root == catalog_root else None)
         if file is None:

@@ -120,9 +120,16 @@ def venv_for(service: Service, component: Component, progress=_say) -> Path:
     the entry's `production.blocked` reason: the installer's output alone does not say that
     production's pipeline cannot build these files either."""
     requirements = requirement_paths(service, component)
+    base = [service.dir / r for r in component.image_base]
     python = python_for(component.python)
     try:
-        return venvs.ensure(requirements, python=python, progress=progress)
+        return venvs.ensure(
+            requirements,
+            python=python,
+            progress=progress,
+            base=base,
+            without=component.image_without,
+        )
     except venvs.VenvError as e:
         direct = direct_references(requirements)
         blocked = _blocked(service)

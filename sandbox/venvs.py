@@ -144,12 +144,24 @@ def _ask(exe: str) -> Interpreter:
     return Interpreter(executable=str(Path(found).absolute()), version=version, implementation=impl)
 
 
-def venv_key(requirements: Sequence[Path], interp: Interpreter) -> str:
+def venv_key(
+    requirements: Sequence[Path],
+    interp: Interpreter,
+    base: Sequence[Path] = (),
+    without: Sequence[str] = (),
+) -> str:
     """The cache key: the contents of every requirement file (includes followed), the
-    interpreter's implementation and version, and RECIPE. Paths do not matter, contents do."""
+    interpreter's implementation and version, and RECIPE. Paths do not matter, contents do.
+    A base layer and removals (see `ensure`) are part of it; without them the key is unchanged."""
     h = hashlib.sha256(f"{RECIPE}\0{interp.implementation}-{interp.version}\0".encode())
     for path in requirement_files(requirements):
         h.update(hashlib.sha256(path.read_bytes()).digest())
+    if base:
+        h.update(b"\0base\0")
+        for path in requirement_files(base):
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    if without:
+        h.update(("\0without\0" + "\0".join(sorted(without))).encode())
     return h.hexdigest()[:KEY_LENGTH]
 
 
@@ -201,8 +213,17 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _commands(tool: str, uv: str | None, interp: Interpreter, tmp: Path, reqs: Sequence[Path]):
-    req_args = [arg for path in reqs for arg in ("-r", str(path))]
+def _commands(
+    tool: str,
+    uv: str | None,
+    interp: Interpreter,
+    tmp: Path,
+    layers: Sequence[Sequence[Path]],
+    without: Sequence[str] = (),
+):
+    """Create the venv, install each layer of requirement files in turn (a later layer is
+    installed over the earlier ones, as `pip install -r` runs over a base image's packages), then
+    remove the packages named in `without`."""
     if tool == "uv":
         assert uv is not None
         yield [uv, "venv", "--quiet", "--no-project", "--python", interp.executable, str(tmp)]
@@ -210,11 +231,17 @@ def _commands(tool: str, uv: str | None, interp: Interpreter, tmp: Path, reqs: S
         # bytecode even where PYTHONDONTWRITEBYTECODE is set (else kserve 0.14 is compiled on
         # every start: 2-3x the start-up time). See docs/benchmarks.md.
         install = [uv, "pip", "install", "--compile-bytecode", "--python", str(python_of(tmp))]
-        yield [*install, *req_args]
+        uninstall = [uv, "pip", "uninstall", "--python", str(python_of(tmp))]
     else:
         yield [interp.executable, "-m", "venv", str(tmp)]
-        pip = [str(python_of(tmp)), "-m", "pip", "install", "--disable-pip-version-check"]
-        yield [*pip, "--no-input", *req_args]
+        pip = [str(python_of(tmp)), "-m", "pip"]
+        install = [*pip, "install", "--disable-pip-version-check", "--no-input"]
+        uninstall = [*pip, "uninstall", "--disable-pip-version-check", "--yes"]
+    for layer in layers:
+        if layer:
+            yield [*install, *[arg for path in layer for arg in ("-r", str(path))]]
+    if without:
+        yield [*uninstall, *without]
 
 
 def _run(cmd: list[str], env: dict[str, str], what: str, progress: Progress | None) -> None:
@@ -264,16 +291,21 @@ def ensure(
     *,
     python: str | None = None,
     progress: Progress | None = _stderr,
+    base: Sequence[Path] = (),
+    without: Sequence[str] = (),
 ) -> Path:
     """The venv directory for these requirement files, built if not cached.
 
     `python`: the interpreter to build it from (default: the sandbox's base interpreter).
+    `base`: requirement files installed first, in their own step, as a base image's packages are
+    there before the isvc's `pip install -r` (which may then change some of them).
+    `without`: packages removed at the end (ones the base would have that cannot run here).
     `progress`: called with one line before a build (None: silent). Raises VenvError.
     """
     if not requirements:
         raise VenvError("no requirement files given")
     interp = interpreter(python)
-    key = venv_key(requirements, interp)
+    key = venv_key(requirements, interp, base, without)
     root = venvs_dir()
     final = root / key
     if _usable(final, key):
@@ -286,18 +318,20 @@ def ensure(
         shutil.rmtree(final, ignore_errors=True)  # half-made or corrupt
         tool, uv = installer()
         files = [Path(r).resolve() for r in requirements]
-        names = ", ".join(str(f) for f in files)
+        below = [Path(r).resolve() for r in base]
+        names = ", ".join(str(f) for f in [*below, *files])
         if progress:
             progress(f"building a Python {interp.version} venv for {names} with {tool} ({final})")
         started = time.monotonic()
         with build_into(final) as tmp:
             shutil.rmtree(tmp)  # the installers want to create it
             env = _clean_env()
-            for cmd in _commands(tool, uv, interp, tmp, files):
+            for cmd in _commands(tool, uv, interp, tmp, [below, files], without):
                 _run(cmd, env, f"installing {names} with {tool}", progress)
             stamp = {
                 "key": key,
-                "requirements": [str(p) for p in requirement_files(files)],
+                "requirements": [str(p) for p in requirement_files([*below, *files])],
+                "without": list(without),
                 "python": interp.executable,
                 "python_version": interp.version,
                 "installer": tool,

