@@ -413,10 +413,12 @@ class HostTarget:
         if old:
             with step(f"stopping the previous {service.name} (in-flight requests drain first)"):
                 self._retire(old)
+        # Its URL now: the other isvcs of this `up` may still be building.
         print(
             f"✓ {service.name} is up{'' if self.name == 'local' else f' in {self.name}'}: "
-            f"Host {service.host}",
+            f"{ingress.gateway_url(st)}{service.predict_path} with Host {service.host}",
             file=sys.stderr,
+            flush=True,
         )
 
     def _check_other_targets(self, st: State, service: Service) -> None:

@@ -175,6 +175,7 @@ def test_the_fast_isvc_is_served_while_the_slow_one_still_builds(sandbox_env) ->
     # Each build's lines carry the name of its isvc; fast-isvc was up before slow-isvc.
     assert "[slow-isvc]" in text and "[fast-isvc]" in text
     assert text.index("✓ fast-isvc is up") < text.index("✓ slow-isvc is up")
+    assert f"http://127.0.0.1:{port}/v1/models/fast-isvc:predict" in text  # its URL, said early
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
