@@ -89,6 +89,20 @@ def main() -> int:
             time.sleep(0.25)
         total = time.monotonic() - started
         code = proc.wait()
+        uv = "kept" if args.keep_uv_cache else "empty"
+        print(f"cold `deploy --all --target local --mediawiki replay` of {repo} (uv cache {uv})\n")
+        print("| isvc | first prediction (s) |")
+        print("|---|---:|")
+        for svc in services:
+            when = first.get(svc.name)
+            print(f"| {svc.name} | {when:.1f} |" if when is not None else f"| {svc.name} | never |")
+        if first:
+            print(f"| **first of any isvc** | **{min(first.values()):.1f}** |")
+        print(f"| deploy exits (code {code}) | {total:.1f} |", flush=True)
+        if code != 0:
+            out.flush()
+            log = (args.log or tmp / "deploy.log").read_text(errors="replace")
+            print("\nthe deploy failed; its output:\n" + log[-4000:], file=sys.stderr)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -97,21 +111,7 @@ def main() -> int:
             [str(python), "-m", "sandbox", "down"], cwd=repo, env=env, capture_output=True
         )
         out.close()
-        if not args.log:
-            log = (tmp / "deploy.log").read_text(errors="replace")
-        shutil.rmtree(tmp, ignore_errors=True)
-    uv = "kept" if args.keep_uv_cache else "empty"
-    print(f"cold `deploy --all --target local --mediawiki replay` of {repo} (uv cache {uv})\n")
-    print("| isvc | first prediction (s) |")
-    print("|---|---:|")
-    for svc in services:
-        when = first.get(svc.name)
-        print(f"| {svc.name} | {when:.1f} |" if when is not None else f"| {svc.name} | never |")
-    if first:
-        print(f"| **first of any isvc** | **{min(first.values()):.1f}** |")
-    print(f"| deploy.sh exits (code {code}) | {total:.1f} |")
-    if code != 0 and not args.log:
-        print("\nthe deploy failed; its output:\n" + log[-4000:], file=sys.stderr)
+        shutil.rmtree(tmp, ignore_errors=True)  # slow: uv's cache holds many files
     return 0 if code == 0 else 1
 
 

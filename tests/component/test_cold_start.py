@@ -178,7 +178,7 @@ def test_the_fast_isvc_is_served_while_the_slow_one_still_builds(sandbox_env) ->
     assert f"http://127.0.0.1:{port}/v1/models/fast-isvc:predict" in text  # its URL, said early
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_during_the_builds_leaves_nothing(sandbox_env, signum) -> None:
     tmp, catalog, marks, env = sandbox_env
     names = ("slow-a", "slow-b")
