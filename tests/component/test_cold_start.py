@@ -23,6 +23,8 @@ import pytest
 
 from sandbox.runtime import processes
 
+pytestmark = pytest.mark.component
+
 MODEL = b"stand-in model\n"
 MODEL_SHA = "26670ff7d445d0700cccfa1b071797861e23412434c613fe7d292b91ef81fa2d"
 DEADLINE_S = 120  # a liveness bound for a loaded machine, not a speed assertion
