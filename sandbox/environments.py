@@ -112,6 +112,17 @@ def _blocked(service: Service) -> str | None:
     return str(blocked).strip() if blocked else None
 
 
+def cached_venv(service: Service, component: Component) -> Path | None:
+    """The component's venv if it is built already (what `venv_for` would return without
+    building), else None."""
+    return venvs.cached(
+        requirement_paths(service, component),
+        python=python_for(component.python),
+        base=[service.dir / r for r in component.image_base],
+        without=component.image_without,
+    )
+
+
 def venv_for(service: Service, component: Component, progress=_say) -> Path:
     """The component's venv (built once, cached by content): see `sandbox.venvs`. When the
     install fails and the requirements name packages that are not on the package index (a GitLab

@@ -286,6 +286,33 @@ def _usable(venv: Path, key: str) -> bool:
         return False
 
 
+def cached(
+    requirements: Sequence[Path],
+    *,
+    python: str | None = None,
+    base: Sequence[Path] = (),
+    without: Sequence[str] = (),
+) -> Path | None:
+    """The built venv that `ensure` with these arguments would return, or None when it would
+    build it."""
+    if not requirements:
+        return None
+    interp = interpreter(python)
+    key = venv_key(requirements, interp, base, without)
+    final = venvs_dir() / key
+    return final if _usable(final, key) else None
+
+
+def sweep_stale() -> None:
+    """Remove the temporary folders of builds that were killed (no one holds their key's lock)."""
+    root = venvs_dir()
+    for tmp in root.glob(".*.tmp-*"):
+        key = tmp.name[1:].split(".tmp-", 1)[0]
+        with file_lock(root / f"{key}.lock", blocking=False) as held:
+            if held:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
 def ensure(
     requirements: Sequence[Path],
     *,

@@ -172,14 +172,18 @@ class ZygoteBackend(local.LocalBackend):
         self.forked = 0
 
     def prepare(self, services: list[Service], opts: UpOptions):
-        prepared = super().prepare(services, opts)
-        pythons = set(prepared.pythons.values())
-        self.zygotes.retain(pythons)
-        for service in services:
-            preload = third_party_imports(service)
-            for python in pythons:
-                self.zygotes.ensure(python, preload)
-        return prepared
+        self.pythons: set[str] = set()  # the venvs of this `up`'s isvcs
+        return super().prepare(services, opts)
+
+    def built(self, service: Service, prepared: local.LocalPrepared) -> None:
+        """Once an isvc's venvs are built: a warm zygote per venv, stale ones stopped."""
+        super().built(service, prepared)
+        pythons = {prepared.pythons[f"{service.name}/{n}"] for n, _ in service.component_items()}
+        self.pythons |= pythons
+        self.zygotes.retain(self.pythons)
+        preload = third_party_imports(service)
+        for python in pythons:
+            self.zygotes.ensure(python, preload)
 
     def spawn(
         self, cmd: list[str], log: Path, env: dict[str, str], cwd: Path | None = None

@@ -15,12 +15,14 @@ state file is gone. The lifecycle is `sandbox.runtime.lifecycle.HostTarget`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import subprocess
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +213,12 @@ class DockerBackend:
             _docker("network", "create", "--label", f"{LABEL_SANDBOX}={sandbox_id()}",
                     network_name())  # fmt: skip
         return DockerPrepared(replay_image=replay, images=built)
+
+    def ready(
+        self, services: list[Service], opts: UpOptions, prepared: DockerPrepared
+    ) -> contextlib.AbstractContextManager[Iterator[Service]]:
+        """`prepare` built every image: all are ready, in order."""
+        return contextlib.nullcontext(iter(services))
 
     def plan(
         self,

@@ -4,7 +4,9 @@
 only what differs between targets: prepare (build images), plan a component, start it, is it
 alive, why did it die, stop it, its log, and the MediaWiki replay server.
 
-`up`, for each isvc:
+`up`, for each isvc, in the order the backend has it ready (the local target builds the isvcs'
+venvs and models in parallel, and each isvc goes on as soon as its own build is done, while the
+others still build):
 
 1. plan every component and fingerprint the plan; an isvc that runs with this fingerprint is left
    alone ("up to date");
@@ -122,7 +124,13 @@ class Backend(Protocol):
         """Refuse options this target cannot honour (RunError)."""
 
     def prepare(self, services: list[Service], opts: UpOptions) -> Prepared:
-        """Work that needs no state (venvs, images); what `plan` and `start_replay` need."""
+        """Work that needs no state (images); what `plan` and `start_replay` need."""
+
+    def ready(
+        self, services: list[Service], opts: UpOptions, prepared: Any
+    ) -> contextlib.AbstractContextManager[Iterator[Service]]:
+        """The isvcs in the order they become ready to start (what each needs is built, and
+        recorded in `prepared`); leaving the block stops the builds still running."""
 
     def plan(
         self,
@@ -276,8 +284,10 @@ class HostTarget:
                             st, opts.gateway_port, opts.max_body_bytes
                         )
                     wiki_url = self._mediawiki_url(st, opts, prepared, undo, services)
-                    for service in services:
-                        self._up_one(st, service, opts, prepared, wiki_url, undo)
+                    # Each isvc is served as soon as it is ready, while the others still build.
+                    with self.backend.ready(services, opts, prepared) as ready:
+                        for service in ready:
+                            self._up_one(st, service, opts, prepared, wiki_url, undo)
                 except BaseException as e:
                     self._rollback(st, undo)
                     if isinstance(e, KeyboardInterrupt):
@@ -411,10 +421,12 @@ class HostTarget:
         if old:
             with step(f"stopping the previous {service.name} (in-flight requests drain first)"):
                 self._retire(old)
+        # Its URL now: the other isvcs of this `up` may still be building.
         print(
             f"✓ {service.name} is up{'' if self.name == 'local' else f' in {self.name}'}: "
-            f"Host {service.host}",
+            f"{ingress.gateway_url(st)}{service.predict_path} with Host {service.host}",
             file=sys.stderr,
+            flush=True,
         )
 
     def _check_other_targets(self, st: State, service: Service) -> None:

@@ -7,17 +7,19 @@ Processes are detached (they outlive the CLI), run under `logpipe` with rotated 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sandbox import environments, venvs
 from sandbox.catalog import Component, Service
-from sandbox.runtime import launch, mesh, processes
+from sandbox.runtime import builds, launch, mesh, processes
 from sandbox.runtime.lifecycle import (
     HostTarget,
     Plan,
@@ -87,15 +89,34 @@ class LocalBackend:
         return None
 
     def prepare(self, services: list[Service], opts: UpOptions) -> LocalPrepared:
-        """Every component gets the venv of its own requirement files."""
-        pythons = {}
-        for service in services:
-            for name, comp in service.component_items():
-                venv = environments.venv_for(
-                    service, comp, progress=lambda line: print(f"• {line}", file=sys.stderr)
-                )
-                pythons[f"{service.name}/{name}"] = str(venvs.python_of(venv))
-        return LocalPrepared(pythons=pythons)
+        """Nothing to do before the state is locked: `ready` builds the venvs."""
+        return LocalPrepared()
+
+    @contextlib.contextmanager
+    def ready(
+        self, services: list[Service], opts: UpOptions, prepared: LocalPrepared
+    ) -> Iterator[Iterator[Service]]:
+        """Every component gets the venv of its own requirement files: the isvcs whose venvs or
+        sandbox model are not cached are built in parallel (`builds.ParallelBuilds`), and each is
+        yielded, with its components' interpreters in `prepared`, as soon as it is built."""
+
+        def each() -> Iterator[Service]:
+            with builds.ParallelBuilds(services, opts.model_source) as built:
+                for service in built:
+                    self.built(service, prepared)
+                    yield service
+
+        it = each()
+        try:
+            yield it
+        finally:
+            it.close()  # stops the builds still running
+
+    def built(self, service: Service, prepared: LocalPrepared) -> None:
+        """Record the interpreters of an isvc whose venvs are built."""
+        for name, comp in service.component_items():
+            venv = environments.venv_for(service, comp)  # cached: no build, no output
+            prepared.pythons[f"{service.name}/{name}"] = str(venvs.python_of(venv))
 
     def plan(
         self,

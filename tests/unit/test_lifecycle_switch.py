@@ -4,6 +4,7 @@ starts nothing; the gateway's side is tests/component/test_publish.py)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,9 @@ class RecordingBackend:
 
     def prepare(self, services: list[Service], opts: UpOptions) -> Prepared:
         return Prepared()
+
+    def ready(self, services: list[Service], opts: UpOptions, prepared: Prepared):
+        return contextlib.nullcontext(iter(services))
 
     def plan(self, service, name, component: Component, opts, wiki_url, prepared) -> Plan:
         return Plan(env=dict(component.env), args=("--new",))

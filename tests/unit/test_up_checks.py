@@ -31,6 +31,7 @@ def test_a_conflict_with_another_target_is_found_before_building(
         raise AssertionError("built before the conflict was found")
 
     monkeypatch.setattr(local.LocalBackend, "prepare", prepare)
+    monkeypatch.setattr(local.LocalBackend, "ready", prepare)  # builds the venvs and models
     with pytest.raises(RunError, match="langid already runs on the docker target"):
         local.target().up([langid], UpOptions(gateway_port=free_port()))
     assert built == []
