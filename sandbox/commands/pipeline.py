@@ -19,11 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
             "way Jenkins does: each stage builds its Blubber variant (offline translation), "
             "`run: true` runs the image's entrypoint and fails the pipeline on a non-zero exit, "
             "publish stages print the image name and tags they would push. Exit 0 when every "
-            "stage passed, 1 when one failed, 2 for a bad config or name."
+            "stage passed; 1 when one failed; 2 for a bad config or name; 3 when none failed "
+            "but a check could not run offline (a lint whose pre-commit could not fetch its "
+            "hooks: the stage is `incomplete`, its other tox envs passed, and the later stages "
+            "still run), so the pipeline is not verified."
         ),
         epilog=(
-            "Offline, pre-commit (tox env ci-lint) cannot fetch its hooks from GitHub: "
-            "--skip-lint runs the test variant's entrypoint without ci-lint. Unit tests that "
+            "Offline, pre-commit (tox env ci-lint) cannot fetch its hooks from GitHub: the "
+            "summary says `ci-lint: NOT RUN (offline: ...)` and the exit is 3 (a lint that ran "
+            "and found something is a failure, exit 1). --skip-lint runs the test variant's "
+            "entrypoint without ci-lint, on purpose (exit 0 if the rest passes). Unit tests that "
             "call https://<lang>.wikipedia.org reach the sandbox's MediaWiki replay server by "
             "default (--mediawiki replay); a request its fixtures lack fails with HTTP 501 "
             "and the stage's notes name it."
@@ -110,4 +115,4 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         mediawiki=mediawiki,
     )
     pipeline.summary(results)
-    return 1 if any(r.status == "failed" for r in results) else 0
+    return pipeline.exit_code(results)
