@@ -36,7 +36,7 @@ _TOX_RESULT = re.compile(r"^\s+([\w.-]+): (OK|SKIP|FAIL code (\d+))\b")
 # pre-commit's report of a git command that failed while it fetched a hook repository.
 _PRE_COMMIT_GIT = re.compile(
     r"An unexpected error has occurred: CalledProcessError: "
-    r"command: \([^)]*'git', '(?:fetch|clone)'"
+    r"command: \('(?:[^']*/)?git', (?:'-c', '[^']*', )*'(?:fetch|clone)'"
 )
 # git's own message when the remote cannot be reached (not an auth or missing-revision error).
 _GIT_UNREACHABLE = re.compile(
