@@ -34,6 +34,7 @@ import re
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ import yaml
 from sandbox import images
 from sandbox.docker_cli import docker, docker_binary
 from sandbox.errors import RunError, SandboxError
+from sandbox.images.blubber import mirrors
 from sandbox.pipeline_lint import RunLog
 from sandbox.pipeline_wiki import WikiMode, WikiReplay
 
@@ -343,8 +345,8 @@ def _run_stage(
         tail: deque[str] = deque(maxlen=200)
         log = RunLog()  # tox's envs, and those whose pre-commit could not fetch its hooks
         hosts: set[str] = set()  # hosts the run could not reach
-        with _wikis(mediawiki) as wiki:
-            docker_args = wiki.run_args if wiki is not None else []
+        with _wikis(mediawiki) as wiki, _git_mirrors(result) as mirror_args:
+            docker_args = [*(wiki.run_args if wiki is not None else []), *mirror_args]
             code = _run_container(image, args, env, entrypoint, tail, log, hosts, docker_args)
             missed = wiki.misses() if wiki is not None else []
             served = wiki.served() if wiki is not None else {}
@@ -370,8 +372,9 @@ def _run_stage(
                 result.notes.append(
                     f"{item.env}: NOT RUN (offline: pre-commit could not fetch its hooks from "
                     f"{item.url}: {item.reason}); the code is not linted. Lint where "
-                    f"{_host(item.url)} is reachable, or run with --skip-lint to leave "
-                    f"{item.env} out on purpose"
+                    f"{_host(item.url)} is reachable, or with local clones of the hook "
+                    f"repositories ({mirrors.MIRRORS_ENV}='<repo URL>=<clone>'), or run with "
+                    f"--skip-lint to leave {item.env} out on purpose"
                 )
             result.notes.append(
                 f"the image's entrypoint exited {code} for that alone; "
@@ -406,6 +409,28 @@ def _run_stage(
 
 def _host(url: str) -> str:
     return urlsplit(url).hostname or url
+
+
+@contextlib.contextmanager
+def _git_mirrors(result: StageResult) -> Iterator[list[str]]:
+    """`docker run` arguments that give a run step SANDBOX_GIT_MIRRORS: each clone read-only and
+    a system gitconfig sending its URL there (pre-commit's hook clones); none when unset."""
+    configured = mirrors.configured()
+    if not configured:
+        yield []
+        return
+    text, used = mirrors.run_gitconfig(configured)
+    with tempfile.TemporaryDirectory(prefix="ml-sandbox-pipeline-git-") as tmp:
+        config = Path(tmp) / "gitconfig"
+        config.write_text(text)
+        config.chmod(0o644)  # read by the container's user; it holds only URLs and paths
+        args = ["-v", f"{config}:{mirrors.SYSTEM_GITCONFIG}:ro"]
+        for m in used:
+            args += ["-v", f"{m.path}:{m.mount_path}:ro"]
+            result.notes.append(
+                f"{mirrors.MIRRORS_ENV}: git in the run step fetches {m.url} from {m.path}"
+            )
+        yield args
 
 
 @contextlib.contextmanager
