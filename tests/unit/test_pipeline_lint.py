@@ -14,6 +14,7 @@ that ran and failed, from real output (tests/unit/fixtures/pipeline/):
 from __future__ import annotations
 
 import io
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,26 @@ def test_the_summary_names_what_did_not_run() -> None:
     text = out.getvalue()
     assert "  s0: ci-lint: NOT RUN (offline: ...)" in text
     assert "pipeline NOT VERIFIED: passed, except checks that could not run offline (s0;" in text
+
+
+def test_the_run_gitconfig_sends_each_mirrored_url_to_its_clone(tmp_path: Path) -> None:
+    from sandbox.images.blubber import mirrors
+
+    url = 'https://example.org/a;b#c"d'  # gitconfig comment characters and a quote
+    text, used = mirrors.run_gitconfig({url: tmp_path})
+    [mirror] = used
+    assert mirror.mount_path.startswith(mirrors.MOUNT_DIR + "/")
+    # git's own reading of it
+    config = tmp_path / "gitconfig"
+    config.write_text(text)
+    got = subprocess.run(
+        ["git", "config", "--file", str(config), "--get-regexp", r"^(url\..*\.insteadof|safe\.)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert got == [
+        f"safe.directory {mirror.mount_path}",
+        f"safe.directory {mirror.mount_path}/.git",
+        f"url.file://{mirror.mount_path}.insteadof {url}",
+    ]
