@@ -22,9 +22,12 @@ Differences from Jenkins, each because this machine has no internet: the run ste
 machine's CA bundle (`PIP_CERT`) so tox's pip can reach the package index through a
 TLS-intercepting proxy; with `--mediawiki replay` (the default) its calls to the wikis reach the
 sandbox's MediaWiki replay server over HTTPS instead (sandbox/pipeline_wiki.py); pre-commit
-(the `ci-lint` tox env of inference-services' test variants) fetches its hooks from GitHub and
-fails offline, which the summary says; `--skip-lint` runs the same entrypoint without its
-`ci-lint` argument, so the unit tests run on their own.
+(the `ci-lint` tox env of inference-services' test variants) fetches its hooks from GitHub, so
+offline its lint does not run: the stage is `incomplete` rather than failed when nothing else
+failed (sandbox/pipeline_lint.py), the later stages run, and the exit is 3 (`exit_code`);
+`SANDBOX_GIT_MIRRORS` gives the run step local clones of the hook repositories, and
+`--skip-lint` runs the same entrypoint without its `ci-lint` argument, so the unit tests run on
+their own.
 """
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=(
             "Offline, pre-commit (tox env ci-lint) cannot fetch its hooks from GitHub: the "
             "summary says `ci-lint: NOT RUN (offline: ...)` and the exit is 3 (a lint that ran "
-            "and found something is a failure, exit 1). --skip-lint runs the test variant's "
+            "and found something is a failure, exit 1). SANDBOX_GIT_MIRRORS='URL=CLONE ...' "
+            "gives the run step local clones of the hook repositories, so the lint really runs. "
+            "--skip-lint runs the test variant's "
             "entrypoint without ci-lint, on purpose (exit 0 if the rest passes). Unit tests that "
             "call https://<lang>.wikipedia.org reach the sandbox's MediaWiki replay server by "
             "default (--mediawiki replay); a request its fixtures lack fails with HTTP 501 "
@@ -55,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--skip-lint",
         action="store_true",
-        help="run test entrypoints without their ci-lint argument (pre-commit needs GitHub)",
+        help="run test entrypoints without their ci-lint argument, on purpose (offline, pre-commit "
+        "cannot fetch its hooks from GitHub: the lint is NOT RUN and the exit is 3)",
     )
     p.add_argument(
         "--env",

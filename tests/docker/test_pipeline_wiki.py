@@ -1,5 +1,6 @@
 """`ml-sandbox pipeline --mediawiki replay` (the default) with real containers: production's
-outlink unit-test stage runs green offline, its calls to https://fi.wikipedia.org and
+outlink pipeline offline: its unit tests run green (its lint cannot fetch its hooks: `NOT RUN`,
+exit 3, and the production variant still builds), its calls to https://fi.wikipedia.org and
 https://en.wikipedia.org answered by the MediaWiki replay server (a per-run CA the container
 trusts through SSL_CERT_FILE; no change to the isvc's code or tests); a request no fixture has
 fails the step, and the step's notes name it.
