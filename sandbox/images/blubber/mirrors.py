@@ -16,7 +16,9 @@ repositories (`repo:` URLs of `.pre-commit-config.yaml`): the run container gets
 read-only and a system gitconfig (`run_gitconfig`) whose `url.<clone>.insteadOf <URL>` sends git
 there. A system gitconfig, because tox hands its test envs only the variables of its pass_env
 (tox 4.67.16: `tox/tox_env/api.py` `_default_pass_env` has no `GIT_*`), so `GIT_CONFIG_COUNT` and
-friends would never reach pre-commit's git.
+friends would never reach pre-commit's git. It is mounted only when the setting is given, and
+stands in for the image's own `/etc/gitconfig` (Debian's git package ships none, nor do the
+Blubber images the sandbox builds).
 """
 
 from __future__ import annotations
