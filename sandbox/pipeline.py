@@ -22,9 +22,12 @@ Differences from Jenkins, each because this machine has no internet: the run ste
 machine's CA bundle (`PIP_CERT`) so tox's pip can reach the package index through a
 TLS-intercepting proxy; with `--mediawiki replay` (the default) its calls to the wikis reach the
 sandbox's MediaWiki replay server over HTTPS instead (sandbox/pipeline_wiki.py); pre-commit
-(the `ci-lint` tox env of inference-services' test variants) fetches its hooks from GitHub and
-fails offline, which the summary says; `--skip-lint` runs the same entrypoint without its
-`ci-lint` argument, so the unit tests run on their own.
+(the `ci-lint` tox env of inference-services' test variants) fetches its hooks from GitHub, so
+offline its lint does not run: the stage is `incomplete` rather than failed when nothing else
+failed (sandbox/pipeline_lint.py), the later stages run, and the exit is 3 (`exit_code`);
+`SANDBOX_GIT_MIRRORS` gives the run step local clones of the hook repositories, and
+`--skip-lint` runs the same entrypoint without its `ci-lint` argument, so the unit tests run on
+their own.
 """
 
 from __future__ import annotations
@@ -34,18 +37,22 @@ import re
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import yaml
 
 from sandbox import images
 from sandbox.docker_cli import docker, docker_binary
 from sandbox.errors import RunError, SandboxError
+from sandbox.images.blubber import mirrors
+from sandbox.pipeline_lint import RunLog
 from sandbox.pipeline_wiki import WikiMode, WikiReplay
 
 REGISTRY = "docker-registry.wikimedia.org"
@@ -54,10 +61,6 @@ RUN_TIMEOUT_S = 20 * 60  # PipelineRunner.run: timeout(time: 20, unit: "MINUTES"
 JENKINS_ONLY_STEPS = ("copy", "promote", "deploy", "exports", "trigger")
 LINT_ARG = "ci-lint"
 CA_IN_CONTAINER = "/run/ml-sandbox-ca.pem"
-_OFFLINE_LINT = re.compile(
-    r"Could not resolve host|Failed to connect|unable to access 'https://github\.com|"
-    r"Network is unreachable|Temporary failure in name resolution|CalledProcessError.*git",
-)
 
 
 _UNREACHABLE = re.compile(
@@ -95,7 +98,7 @@ class Pipeline:
 @dataclass
 class StageResult:
     name: str
-    status: str = "ok"  # ok | failed | skipped
+    status: str = "ok"  # ok | failed | incomplete (a check could not run offline) | skipped
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -220,7 +223,7 @@ def _run_container(
     env: dict[str, str],
     entrypoint: list[str] | None,
     tail: deque[str],
-    seen: list[str],
+    log: RunLog,
     hosts: set[str],
     docker_args: list[str] | None = None,
 ) -> int:
@@ -244,8 +247,7 @@ def _run_container(
         assert proc.stdout is not None
         for line in proc.stdout:
             tail.append(line.rstrip("\n"))
-            if len(seen) < 100 and ("pre-commit" in line or _OFFLINE_LINT.search(line)):
-                seen.append(line.rstrip("\n"))
+            log.feed(line.rstrip("\n"))
             for m in _UNREACHABLE.finditer(line):
                 hosts.add(next(g for g in m.groups() if g))
             print(f"  │ {line.rstrip()}", flush=True)
@@ -299,7 +301,7 @@ def run(
             result.status = "failed"
             result.notes.append(str(e))
         result.seconds = time.monotonic() - started
-        mark = {"ok": "✓", "failed": "✗", "skipped": "-"}[result.status]
+        mark = {"ok": "✓", "failed": "✗", "incomplete": "!", "skipped": "-"}[result.status]
         print(f"{mark} stage {stage.name}: {result.status} ({result.seconds:.1f}s)", flush=True)
         for note in result.notes:
             print(f"  {note}", flush=True)
@@ -344,11 +346,11 @@ def _run_stage(
             if entrypoint is not None:
                 result.notes.append(f"--skip-lint: ran {' '.join(entrypoint)} (without {LINT_ARG})")
         tail: deque[str] = deque(maxlen=200)
-        seen: list[str] = []  # the lines that tell a lint step that could not fetch its hooks
+        log = RunLog()  # tox's envs, and those whose pre-commit could not fetch its hooks
         hosts: set[str] = set()  # hosts the run could not reach
-        with _wikis(mediawiki) as wiki:
-            docker_args = wiki.run_args if wiki is not None else []
-            code = _run_container(image, args, env, entrypoint, tail, seen, hosts, docker_args)
+        with _wikis(mediawiki) as wiki, _git_mirrors(result) as mirror_args:
+            docker_args = [*(wiki.run_args if wiki is not None else []), *mirror_args]
+            code = _run_container(image, args, env, entrypoint, tail, log, hosts, docker_args)
             missed = wiki.misses() if wiki is not None else []
             served = wiki.served() if wiki is not None else {}
         if wiki is not None:
@@ -364,15 +366,30 @@ def _run_stage(
                 "then --mediawiki replay:DIR), or run with --mediawiki live where the wikis are "
                 "reachable"
             )
-        if code != 0:
+        not_run = log.not_run_offline() if code != 0 else None
+        if not_run:
+            # Only lint envs that could not fetch their hooks failed: the rest passed.
+            result.status = "incomplete"
+            passed = [e for e, s in log.envs.items() if s == "OK"]
+            for item in not_run:
+                result.notes.append(
+                    f"{item.env}: NOT RUN (offline: pre-commit could not fetch its hooks from "
+                    f"{item.url}: {item.reason}); the code is not linted. Lint where "
+                    f"{_host(item.url)} is reachable, or with local clones of the hook "
+                    f"repositories ({mirrors.MIRRORS_ENV}='<repo URL>=<clone>'), or run with "
+                    f"--skip-lint to leave {item.env} out on purpose"
+                )
+            result.notes.append(
+                f"the image's entrypoint exited {code} for that alone; "
+                f"{', '.join(passed) or 'no other tox env'} passed"
+            )
+        elif code != 0:
             result.status = "failed"
             result.notes.append(f"the image's entrypoint exited {code}")
-            text = "\n".join(seen)
-            if "pre-commit" in text and _OFFLINE_LINT.search(text):
+            for item in log.offline():
                 result.notes.append(
-                    "the lint step (pre-commit, tox env ci-lint) fetches its hooks from GitHub, "
-                    "which this machine cannot reach; rerun with --skip-lint to run the unit "
-                    "tests on their own"
+                    f"{item.env}: NOT RUN (offline: pre-commit could not fetch its hooks from "
+                    f"{item.url}: {item.reason}); another failure fails the stage"
                 )
             if hosts - {"github.com"}:
                 result.notes.append(
@@ -393,6 +410,32 @@ def _run_stage(
         result.notes.append(f"{step}: a Jenkins/cluster step, skipped")
 
 
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or url
+
+
+@contextlib.contextmanager
+def _git_mirrors(result: StageResult) -> Iterator[list[str]]:
+    """`docker run` arguments that give a run step SANDBOX_GIT_MIRRORS: each clone read-only and
+    a system gitconfig sending its URL there (pre-commit's hook clones); none when unset."""
+    configured = mirrors.configured()
+    if not configured:
+        yield []
+        return
+    text, used = mirrors.run_gitconfig(configured)
+    with tempfile.TemporaryDirectory(prefix="ml-sandbox-pipeline-git-") as tmp:
+        config = Path(tmp) / "gitconfig"
+        config.write_text(text)
+        config.chmod(0o644)  # read by the container's user; it holds only URLs and paths
+        args = ["-v", f"{config}:{mirrors.SYSTEM_GITCONFIG}:ro"]
+        for m in used:
+            args += ["-v", f"{m.path}:{m.mount_path}:ro"]
+            result.notes.append(
+                f"{mirrors.MIRRORS_ENV}: git in the run step fetches {m.url} from {m.path}"
+            )
+        yield args
+
+
 @contextlib.contextmanager
 def _wikis(mode: WikiMode | None) -> Iterator[WikiReplay | None]:
     """The replay server for one run step, or None (`--mediawiki live`: the container's own
@@ -404,12 +447,39 @@ def _wikis(mode: WikiMode | None) -> Iterator[WikiReplay | None]:
         yield wiki
 
 
+EXIT_PASSED, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 3
+
+
+def exit_code(results: list[StageResult]) -> int:
+    """0: every stage passed; 1: one failed; 3: none failed, but a check could not run offline
+    (an `incomplete` stage: its lint could not fetch its hooks), so the pipeline is unverified.
+    (2 is a bad config or name, raised before any stage runs.)"""
+    if any(r.status == "failed" for r in results):
+        return EXIT_FAILED
+    if any(r.status == "incomplete" for r in results):
+        return EXIT_INCOMPLETE
+    return EXIT_PASSED
+
+
 def summary(results: list[StageResult], out: TextIO | None = None) -> None:
     out = out or sys.stdout
     print("\nsummary", file=out)
     for r in results:
-        print(f"  {r.name:30} {r.status:8} {r.seconds:7.1f}s", file=out)
+        print(f"  {r.name:30} {r.status:10} {r.seconds:7.1f}s", file=out)
     total = sum(r.seconds for r in results)
     failed = [r.name for r in results if r.status == "failed"]
-    verdict = f"FAILED ({', '.join(failed)})" if failed else "passed"
+    incomplete = [r for r in results if r.status == "incomplete"]
+    for r in incomplete:
+        for note in r.notes:
+            if "NOT RUN" in note:
+                print(f"  {r.name}: {note}", file=out)
+    if failed:
+        verdict = f"FAILED ({', '.join(failed)})"
+    elif incomplete:
+        verdict = (
+            "NOT VERIFIED: passed, except checks that could not run offline "
+            f"({', '.join(r.name for r in incomplete)}; exit 3)"
+        )
+    else:
+        verdict = "passed"
     print(f"pipeline {verdict} in {total:.1f}s", file=out, flush=True)

@@ -19,11 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
             "way Jenkins does: each stage builds its Blubber variant (offline translation), "
             "`run: true` runs the image's entrypoint and fails the pipeline on a non-zero exit, "
             "publish stages print the image name and tags they would push. Exit 0 when every "
-            "stage passed, 1 when one failed, 2 for a bad config or name."
+            "stage passed; 1 when one failed; 2 for a bad config or name; 3 when none failed "
+            "but a check could not run offline (a lint whose pre-commit could not fetch its "
+            "hooks: the stage is `incomplete`, its other tox envs passed, and the later stages "
+            "still run), so the pipeline is not verified."
         ),
         epilog=(
-            "Offline, pre-commit (tox env ci-lint) cannot fetch its hooks from GitHub: "
-            "--skip-lint runs the test variant's entrypoint without ci-lint. Unit tests that "
+            "Offline, pre-commit (tox env ci-lint) cannot fetch its hooks from GitHub: the "
+            "summary says `ci-lint: NOT RUN (offline: ...)` and the exit is 3 (a lint that ran "
+            "and found something is a failure, exit 1). SANDBOX_GIT_MIRRORS='URL=CLONE ...' "
+            "gives the run step local clones of the hook repositories, so the lint really runs. "
+            "--skip-lint runs the test variant's "
+            "entrypoint without ci-lint, on purpose (exit 0 if the rest passes). Unit tests that "
             "call https://<lang>.wikipedia.org reach the sandbox's MediaWiki replay server by "
             "default (--mediawiki replay); a request its fixtures lack fails with HTTP 501 "
             "and the stage's notes name it."
@@ -50,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--skip-lint",
         action="store_true",
-        help="run test entrypoints without their ci-lint argument (pre-commit needs GitHub)",
+        help="run test entrypoints without their ci-lint argument, on purpose (offline, pre-commit "
+        "cannot fetch its hooks from GitHub: the lint is NOT RUN and the exit is 3)",
     )
     p.add_argument(
         "--env",
@@ -110,4 +118,4 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         mediawiki=mediawiki,
     )
     pipeline.summary(results)
-    return 1 if any(r.status == "failed" for r in results) else 0
+    return pipeline.exit_code(results)

@@ -10,6 +10,15 @@ written. Offline, `SANDBOX_GIT_MIRRORS` maps a URL to a local clone:
 (entries separated by commas or whitespace). The clone is bind-mounted into that one build step
 and the command clones from it (`file://`), so `--branch`/`--depth` work as against the remote.
 A fetching command with neither network nor mirror stops the build with an error naming it.
+
+The same setting serves `ml-sandbox pipeline`'s run steps, whose pre-commit clones its hook
+repositories (`repo:` URLs of `.pre-commit-config.yaml`): the run container gets each clone
+read-only and a system gitconfig (`run_gitconfig`) whose `url.<clone>.insteadOf <URL>` sends git
+there. A system gitconfig, because tox hands its test envs only the variables of its pass_env
+(tox 4.67.16: `tox/tox_env/api.py` `_default_pass_env` has no `GIT_*`), so `GIT_CONFIG_COUNT` and
+friends would never reach pre-commit's git. It is mounted only when the setting is given, and
+stands in for the image's own `/etc/gitconfig` (Debian's git package ships none, nor do the
+Blubber images the sandbox builds).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from sandbox.errors import SandboxError
 MIRRORS_ENV = "SANDBOX_GIT_MIRRORS"
 CONTEXT_DIR = ".ml-sandbox-git"
 MOUNT_DIR = "/ml-sandbox-git"
+SYSTEM_GITCONFIG = "/etc/gitconfig"  # git's system config (no GIT_CONFIG_NOSYSTEM in the image)
 UPLOAD_PACK = "git -c safe.directory=* upload-pack"
 _URL = re.compile(r"(?:https?|git|ssh)://[^\s'\"]+|git@[\w.-]+:[^\s'\"]+")
 
@@ -99,6 +109,26 @@ def rewrite(command: list[str], mirrors: dict[str, Path]) -> tuple[list[str], li
         at = out.index("clone") + 1
         out[at:at] = ["--upload-pack", UPLOAD_PACK]
     return out, used
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def run_gitconfig(mirrors: dict[str, Path]) -> tuple[str, list[Mirror]]:
+    """A run container's system gitconfig sending each mirrored URL (a prefix, as git's
+    `insteadOf` matches) to its clone, mounted at `Mirror.mount_path`, and the mirrors. The
+    clones belong to another user than the container's, which git refuses ("dubious ownership")
+    unless `safe.directory` names them."""
+    used = [Mirror(url, path) for url, path in sorted(mirrors.items())]
+    lines = ["# ml-sandbox pipeline: SANDBOX_GIT_MIRRORS for this run step", "[safe]"]
+    # git checks the repository's own folder: the clone's `.git`, or a bare clone itself.
+    lines += [
+        f"\tdirectory = {_quoted(d)}" for m in used for d in (m.mount_path, f"{m.mount_path}/.git")
+    ]
+    for m in used:
+        lines += [f'[url "file://{m.mount_path}"]', f"\tinsteadOf = {_quoted(m.url)}"]
+    return "\n".join(lines) + "\n", used
 
 
 def reachable(url: str, timeout: float = 3.0) -> bool:
