@@ -118,6 +118,23 @@ class Component(_Strict):
         "what production's image gives the isvc beside its own requirement files: the base "
         "image's torch, a Debian python3-* package of the Blubber file's apt list",
     )
+    mediawiki_hosts: list[str] = Field(
+        default_factory=list,
+        description="`NAME:PORT` (NAME may start with `*.`) the component's code reaches MediaWiki "
+        "or Wikidata at by itself, not through WIKI_URL (article-country builds "
+        "`http://<lang>.wikipedia.org`): production's mesh routes these names; with a replay "
+        "server (`--mediawiki emulate|replay|record`) the sandbox connects them to it",
+    )
+
+    @field_validator("mediawiki_hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        for h in hosts:
+            if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?:[1-9][0-9]{0,4}", h):
+                raise ValueError(
+                    f"mediawiki_hosts: {h!r} is not NAME:PORT (e.g. *.wikipedia.org:80)"
+                )
+        return hosts
 
     @field_validator("env")
     @classmethod
@@ -315,8 +332,9 @@ class Service(_Strict):
     @property
     def uses_mediawiki(self) -> bool:
         """True when a component calls MediaWiki, which service.yaml says by naming `WIKI_URL`
-        in its env (the setting `--mediawiki` points at the chosen MediaWiki)."""
-        return any("WIKI_URL" in c.env for _, c in self.component_items())
+        in its env (the setting `--mediawiki` points at the chosen MediaWiki) or the hosts it
+        reaches MediaWiki at by name (`mediawiki_hosts`)."""
+        return any("WIKI_URL" in c.env or c.mediawiki_hosts for _, c in self.component_items())
 
     @property
     def entry_component(self) -> str:

@@ -16,6 +16,12 @@ The entrypoint then runs as `__main__` with `sys.argv = [ENTRYPOINT, *ARGS]`, an
 directories, then the interpreter's own entries (this launcher's directory is not on it).
 `PYTHONPATH` is set to the `--pythonpath` directories for processes the isvc starts.
 
+`--route 'PATTERN:PORT=ADDR:PORT'` (repeatable) is the pod's mesh for names the isvc's code
+reaches by itself (article-country's `http://<lang>.wikipedia.org`): a name matching PATTERN (`*.`
+is any subdomain) on that port resolves to ADDR:PORT, by wrapping `socket.getaddrinfo` (what
+asyncio, aiohttp's resolver, requests and urllib resolve through). The client still sends its own
+`Host`; only where it connects changes, as the sidecar's interception does.
+
 KServe's model server reads its command line when `kserve.model_server` is imported
 (`parser.parse_known_args()`, abbreviations allowed, so pass full option names): a local run gives
 each isvc `--http_port P --grpc_port G` (both since kserve 0.8; gRPC is served since 0.10, and
@@ -28,6 +34,7 @@ patched `socket.socket.bind` too.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import importlib.abc
 import importlib.machinery
 import ipaddress
@@ -174,6 +181,55 @@ def enforce_loopback(bind: str) -> Addresses:
     return addresses
 
 
+def parse_route(rule: str) -> tuple[str, int, str, int]:
+    """`PATTERN:PORT=ADDR:PORT` -> (pattern, port, addr, port); ValueError when malformed."""
+    match, sep, dest = rule.partition("=")
+    pattern, _, port = match.rpartition(":")
+    addr, _, dest_port = dest.rpartition(":")
+    try:
+        ipaddress.ip_address(addr.strip("[]"))
+        ports = int(port), int(dest_port)
+    except ValueError:
+        ports = ()
+    if not sep or not pattern or not ports or not all(0 < p < 65536 for p in ports):
+        raise ValueError(
+            f"--route {rule!r}: expected PATTERN:PORT=ADDR:PORT with an IP address "
+            "(e.g. '*.wikipedia.org:80=127.0.0.1:8090')"
+        )
+    return pattern.lower(), ports[0], addr.strip("[]"), ports[1]
+
+
+def route_names(rules: list[str]) -> None:
+    """Resolve names matching a `--route` rule to its address (see the docstring)."""
+    parsed = [parse_route(r) for r in rules]
+    if not parsed:
+        return
+    original = socket.getaddrinfo
+
+    def target(host: object, port: object) -> tuple[str, int] | None:
+        if isinstance(host, bytes):
+            host = host.decode("idna", "replace")
+        if not isinstance(host, str):
+            return None
+        try:
+            number = int(port)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            return None
+        name = host.rstrip(".").lower()
+        for pattern, rule_port, addr, dest_port in parsed:
+            if rule_port == number and fnmatch.fnmatchcase(name, pattern):
+                return addr, dest_port
+        return None
+
+    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+        dest = target(host, port)
+        if dest is None:
+            return original(host, port, family, type, proto, flags)
+        return original(dest[0], dest[1], family, type, proto, flags)
+
+    socket.getaddrinfo = getaddrinfo
+
+
 def run(entrypoint: str, args: list[str], pythonpath: list[str]) -> None:
     """Run `entrypoint` as `python entrypoint args...` with PYTHONPATH=pythonpath would."""
     script = os.path.abspath(entrypoint)
@@ -191,12 +247,20 @@ def run(entrypoint: str, args: list[str], pythonpath: list[str]) -> None:
 def parse(argv: list[str]) -> tuple[argparse.Namespace, str, list[str]]:
     parser = argparse.ArgumentParser(
         prog="launch.py",
-        usage="%(prog)s [--bind ADDR] [--pythonpath DIR]... -- ENTRYPOINT.py [ARGS...]",
+        usage="%(prog)s [--bind ADDR] [--pythonpath DIR]... [--route RULE]... "
+        "-- ENTRYPOINT.py [ARGS...]",
         description="Run a model server script with every wildcard bind moved to loopback.",
     )
     parser.add_argument("--bind", default="127.0.0.1", help="loopback address (127.0.0.1)")
     parser.add_argument(
         "--pythonpath", action="append", default=[], metavar="DIR", help="like PYTHONPATH"
+    )
+    parser.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="PATTERN:PORT=ADDR:PORT",
+        help="connect a name (on a port) to another address, as the pod's mesh does",
     )
     if "--" not in argv:
         parser.error("missing `-- ENTRYPOINT.py [ARGS...]`")
@@ -209,6 +273,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, str, list[str]]:
         ipaddress.ip_address(opts.bind)
     except ValueError:
         parser.error(f"--bind: {opts.bind!r} is not an IP address")
+    for rule in opts.route:
+        try:
+            parse_route(rule)
+        except ValueError as e:
+            parser.error(str(e))
     if not os.path.isfile(rest[0]):
         parser.error(f"entrypoint {rest[0]} does not exist")
     return opts, rest[0], rest[1:]
@@ -221,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         print(f"launch.py: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    route_names(opts.route)
     run(entrypoint, args, opts.pythonpath)
 
 

@@ -29,6 +29,7 @@ import signal
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -196,6 +197,17 @@ def models_root(isvc: str) -> Path:
     return private_dir(run_dir() / "models") / isvc
 
 
+def mediawiki_routes(component: Component, wiki_url: str | None) -> tuple[str, ...]:
+    """`NAME:PORT=ADDR:PORT` for each of the component's `mediawiki_hosts` when MediaWiki is the
+    replay server at `wiki_url` (`http://ADDR:PORT`): where the pod's mesh would take them."""
+    if wiki_url is None or not component.mediawiki_hosts:
+        return ()
+    parsed = urllib.parse.urlsplit(wiki_url)
+    if parsed.hostname is None or parsed.port is None:
+        return ()
+    return tuple(f"{h}={parsed.hostname}:{parsed.port}" for h in component.mediawiki_hosts)
+
+
 def component_env(component: Component, wiki_url: str | None, opts: UpOptions) -> dict[str, str]:
     """The pod's env (service.yaml), WIKI_URL pointed at the chosen MediaWiki, then --env."""
     env = dict(component.env)
@@ -296,7 +308,7 @@ class HostTarget:
             who = f"{names} does not" if len(services) == 1 else f"none of {names}"
             print(
                 f"• no MediaWiki replay server: {who} call MediaWiki (no WIKI_URL in a "
-                "component's env in service.yaml)",
+                "component's env, no mediawiki_hosts in service.yaml)",
                 file=sys.stderr,
             )
             return None

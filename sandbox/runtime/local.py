@@ -23,6 +23,7 @@ from sandbox.runtime.lifecycle import (
     Plan,
     Prepared,
     component_env,
+    mediawiki_routes,
     replay_mode_args,
 )
 from sandbox.runtime.options import MediaWiki, UpOptions
@@ -76,6 +77,7 @@ class LocalPlan(Plan):
     entrypoint: str = ""
     pythonpath: tuple[str, ...] = ()
     code: str = ""  # code_hash: an edit restarts the isvc
+    routes: tuple[str, ...] = ()  # launch.py --route: mediawiki_hosts to the replay server
 
 
 class LocalBackend:
@@ -112,6 +114,7 @@ class LocalBackend:
             entrypoint=str(service.source_dir / component.entrypoint),
             pythonpath=tuple(str(service.source_dir / d) for d in component.pythonpath),
             code=code_hash(service),
+            routes=mediawiki_routes(component, wiki_url),
         )
 
     def start(
@@ -132,6 +135,8 @@ class LocalBackend:
         cmd = [plan.python, str(LAUNCHER), "--bind", "127.0.0.1"]
         for folder in plan.pythonpath:
             cmd += ["--pythonpath", folder]
+        for route in plan.routes:
+            cmd += ["--route", route]
         cmd += ["--", plan.entrypoint, *kserve, "--grpc_port", str(processes.free_port())]
         cmd += plan.args
         env = _clean_env()

@@ -147,6 +147,7 @@ def child(request: dict, server: socket.socket) -> None:
         opts, entrypoint, args = launch.parse(request["argv"])
         sys.argv = [entrypoint, *args]
         rebind_kserve_args()
+        launch.route_names(opts.route)
         launch.run(entrypoint, args, opts.pythonpath)
         code = 0
     except SystemExit as e:
