@@ -735,10 +735,14 @@ class ReplayServer:
         upstream: str = DEFAULT_ORIGIN,
         upstream_ca: Path | None = None,
         upstream_timeout_s: float = DEFAULT_TIMEOUT_S,
+        also_ports: list[int] | None = None,
     ) -> None:
         self.host = host
         self.access_log = access_log
         self.port = port
+        # Ports served as well (a container's: the wikis' own port 80, for an isvc that reaches a
+        # wiki by its name, e.g. http://en.wikipedia.org, routed here by the docker target).
+        self.also_ports = list(also_ports or [])
         self.faults = FaultState(fault)
         if emulate is None:
             emulate = (not replay and record is None) or fixtures is not None
@@ -835,6 +839,8 @@ class ReplayServer:
         await site.start()
         sockets = self._runner.addresses
         self.port = sockets[0][1] if sockets else self.port
+        for port in self.also_ports:
+            await web.TCPSite(self._runner, self.host, port).start()
 
     async def _cleanup(self) -> None:
         if self._runner is not None:
@@ -879,6 +885,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--also-port",
+        type=int,
+        action="append",
+        default=[],
+        metavar="PORT",
+        help="listen on this port as well (repeatable; in a container: 80, where an isvc reaches "
+        "http://<wiki> by name)",
     )
     parser.add_argument(
         "--fault",
@@ -965,8 +980,9 @@ def _fail(message: str, code: int = 2) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the replay server in the foreground until interrupted; exit code for the CLI."""
-    if not 0 <= args.port <= 65535:
-        return _fail(f"--port {args.port} is not a TCP port")
+    for port in [args.port, *args.also_port]:
+        if not 0 <= port <= 65535:
+            return _fail(f"--port {port} is not a TCP port")
     if not 1 <= args.max_limit <= api.API_MAX_LIMIT:
         return _fail(f"--max-limit must be between 1 and {api.API_MAX_LIMIT}")
     if args.record is not None and (args.replay or args.emulate or args.fixtures):
@@ -993,13 +1009,15 @@ def serve(args: argparse.Namespace) -> int:
             upstream=args.upstream,
             upstream_ca=args.upstream_ca,
             upstream_timeout_s=args.upstream_timeout,
+            also_ports=args.also_port,
         )
     except (FixtureError, FaultSpecError, ValueError) as e:
         return _fail(str(e))
     try:
         server.start()
     except OSError as e:
-        return _fail(f"cannot listen on {args.host}:{args.port}: {e.strerror}", 1)
+        ports = ", ".join(map(str, [args.port, *args.also_port]))
+        return _fail(f"cannot listen on {args.host} (port {ports}): {e.strerror}", 1)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -15,7 +15,9 @@ state file is gone. The lifecycle is `sandbox.runtime.lifecycle.HostTarget`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import os
@@ -34,6 +36,7 @@ from sandbox.runtime.lifecycle import (
     Plan,
     Prepared,
     component_env,
+    mediawiki_routes,
     replay_mode_args,
 )
 from sandbox.runtime.options import MediaWiki, UpOptions
@@ -48,6 +51,9 @@ MEDIAWIKI = "mediawiki"
 LOOPBACK_HOSTS = {"localhost", "::1", "0.0.0.0"}
 # As the local target runs it: a small gpllimit=max so the fixture articles need continuation.
 REPLAY_ARGS = ["--max-limit", "50"]
+# The wikis' own HTTP port, which the replay container serves as well: an isvc that reaches a wiki
+# by its name (`mediawiki_hosts`, e.g. http://en.wikipedia.org with FORCE_HTTP) connects there.
+WIKI_PORT = 80
 RECORDINGS_MOUNT = "/srv/recordings"
 # Container logs rotate by size, as the kubelet rotates a pod's (json-file driver options).
 LOG_OPTS = ["--log-opt", "max-size=10m", "--log-opt", "max-file=3"]
@@ -136,6 +142,19 @@ def _labelled(*filters: str) -> list[str]:
     return _docker(*args).stdout.split()
 
 
+def _known_wikis(mode: MediaWiki) -> set[str]:
+    """The wikis the replay server answers in `mode`: its fixture wikis, and the recorded ones."""
+    from sandbox.mediawiki.fixtures import load_wikis
+
+    names = set(load_wikis())
+    if mode.directory:
+        from sandbox.mediawiki.recordings import RecordingStore
+
+        with contextlib.suppress(Exception):  # a bad recording stops the server, which says why
+            names |= set(RecordingStore([Path(mode.directory)]).hosts())
+    return names
+
+
 def check_mediawiki_url(mode: MediaWiki) -> None:
     """A MediaWiki URL on the host's loopback is the container itself from inside: refuse it."""
     if mode.kind != "url":
@@ -172,6 +191,7 @@ class DockerPlan(Plan):
     cpus: str = ""
     memory: int = 0
     network: str = ""
+    add_hosts: tuple[str, ...] = ()  # `--add-host NAME:IP`: mediawiki_hosts to the replay server
 
 
 class DockerBackend:
@@ -229,7 +249,34 @@ class DockerBackend:
             cpus=cpus(limits.cpu),
             memory=memory_bytes(limits.memory),
             network=network_name(),
+            add_hosts=self._wiki_hosts(component, wiki_url, opts),
         )
+
+    def _wiki_hosts(
+        self, component: Component, wiki_url: str | None, opts: UpOptions
+    ) -> tuple[str, ...]:
+        """`NAME:IP` of the replay container for every wiki that the component's
+        `mediawiki_hosts` name: the emulator's fixture wikis (and recorded ones) that match, since
+        a container's /etc/hosts has no wildcards. The pod's mesh routes them in production."""
+        routes = mediawiki_routes(component, wiki_url)
+        if not routes:
+            return ()
+        bad = [r.split("=")[0] for r in routes if not r.split("=")[0].endswith(f":{WIKI_PORT}")]
+        if bad:
+            raise RunError(
+                f"mediawiki_hosts {', '.join(bad)}: the docker target routes a wiki's name on "
+                f"port {WIKI_PORT} only (use --target local)"
+            )
+        container = urllib.parse.urlsplit(wiki_url or "").hostname or ""
+        ip = _docker(
+            "inspect", "--format",
+            f'{{{{(index .NetworkSettings.Networks "{network_name()}").IPAddress}}}}',
+            container,
+        ).stdout.strip()  # fmt: skip
+        patterns = [r.split("=")[0].rsplit(":", 1)[0] for r in routes]
+        names = sorted({*_known_wikis(opts.mediawiki), *(p for p in patterns if "*" not in p)})
+        chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        return tuple(f"{n}:{ip}" for n in chosen)
 
     def start(
         self,
@@ -254,6 +301,8 @@ class DockerBackend:
             flags += ["--volume", f"{models_dir.resolve()}:{MODELS_MOUNT}:ro"]
         for key, value in plan.env.items():
             flags += ["--env", f"{key}={value}"]
+        for host in plan.add_hosts:
+            flags += ["--add-host", host]
         labels = {LABEL_ISVC: service.name, LABEL_COMPONENT: name}
         container = container_name(service.name, name, revision)
         _remove_containers([container])  # a leftover of an interrupted run of this revision
@@ -281,7 +330,8 @@ class DockerBackend:
         flags = []
         if mode.directory:  # replay only (check() refuses record): the recordings, read-only
             flags = ["--volume", f"{mode.directory}:{RECORDINGS_MOUNT}:ro"]
-        args = [*REPLAY_ARGS, *replay_mode_args(mode, RECORDINGS_MOUNT)]
+        args = [*REPLAY_ARGS, "--also-port", str(WIKI_PORT)]
+        args += replay_mode_args(mode, RECORDINGS_MOUNT)
         assert prepared.replay_image is not None  # prepare built it: the mode needs the server
         return _run(container, prepared.replay_image, {LABEL_COMPONENT: MEDIAWIKI}, args, flags)
 

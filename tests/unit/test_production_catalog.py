@@ -235,3 +235,61 @@ def test_a_knowledge_integrity_entry_names_its_gitlab_package(with_checkout) -> 
     )
     assert [name for name, _ in refs] == ["knowledge_integrity"]
     assert "gitlab.wikimedia.org" in refs[0][1]
+
+
+@needs_checkout
+def test_names_an_isvc_reaches_by_itself_route_to_the_replay_server(with_checkout) -> None:
+    """article-country builds http://<lang>.wikipedia.org and http://www.wikidata.org itself (no
+    WIKI_URL): its mediawiki_hosts make it a MediaWiki caller, and with a replay server each
+    becomes a launch.py --route to it; with the real wikis (no replay URL) none."""
+    from sandbox.runtime.lifecycle import mediawiki_routes
+
+    service = with_checkout.services["article-country"]
+    predictor = service.components.predictor
+    assert "WIKI_URL" not in predictor.env and service.uses_mediawiki
+    assert mediawiki_routes(predictor, "http://127.0.0.1:8090") == (
+        "*.wikipedia.org:80=127.0.0.1:8090",
+        "www.wikidata.org:80=127.0.0.1:8090",
+    )
+    assert mediawiki_routes(predictor, None) == ()
+    langid = with_checkout.services["langid"].components.predictor
+    assert mediawiki_routes(langid, "http://127.0.0.1:8090") == ()
+
+
+RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+
+
+@pytest.mark.parametrize("host", ["en.wikipedia.org", "*.wikipedia.org:x", "a b:80", "*:80"])
+def test_a_mediawiki_host_is_name_and_port(host) -> None:
+    with pytest.raises(ValueError, match="is not NAME:PORT"):
+        catalog.Component.model_validate(
+            {"entrypoint": "m.py", "resources": RESOURCES, "mediawiki_hosts": [host]}
+        )
+
+
+def test_the_docker_target_names_every_fixture_wiki_a_pattern_matches(monkeypatch) -> None:
+    """A container's /etc/hosts has no wildcards: `*.wikipedia.org` becomes one --add-host per
+    wiki the emulator answers, each to the replay container's address on the network."""
+    from sandbox.runtime import docker
+    from sandbox.runtime.options import MediaWiki, UpOptions
+
+    asked = []
+
+    def fake_docker(*args, check=True):
+        asked.append(args)
+        return subprocess.CompletedProcess(args, 0, "172.30.0.2\n", "")
+
+    monkeypatch.setattr(docker, "_docker", fake_docker)
+    comp = catalog.Component.model_validate(
+        {"entrypoint": "m.py", "resources": RESOURCES,
+         "mediawiki_hosts": ["*.wikipedia.org:80", "www.wikidata.org:80"]}
+    )  # fmt: skip
+    opts = UpOptions(gateway_port=1, mediawiki=MediaWiki.parse("replay"))
+    hosts = docker.DockerBackend()._wiki_hosts(comp, "http://ml-sandbox-mediawiki:8080", opts)
+    assert "en.wikipedia.org:172.30.0.2" in hosts and "www.wikidata.org:172.30.0.2" in hosts
+    assert "zz.wikipedia.org:172.30.0.2" in hosts  # a wiki that does not exist answers as such
+    assert all(h.endswith(":172.30.0.2") for h in hosts)
+    assert asked[0][-1] == "ml-sandbox-mediawiki"
+    other = comp.model_copy(update={"mediawiki_hosts": ["*.wikipedia.org:443"]})
+    with pytest.raises(docker.RunError, match="port 80 only"):
+        docker.DockerBackend()._wiki_hosts(other, "http://ml-sandbox-mediawiki:8080", opts)
