@@ -35,8 +35,9 @@ TARGETS = ("local", "docker")
 NEEDS = {
     "mediawiki-action": "",  # the sandbox's MediaWiki emulator/replay answers the Action API
     "mediawiki-rest": "MediaWiki REST (revision HTML, page summary): the emulator answers it "
-    "(sandbox/mediawiki), but fixtures for this isvc's samples and the route from its REST base "
-    "URL to the emulator are not done yet",
+    "(sandbox/mediawiki), and a component's `mediawiki_hosts` route the wiki names its code "
+    "builds itself (http://<lang>.wikipedia.org, as FORCE_HTTP makes them) to it, but this isvc's "
+    "entry does not name them and its samples have no fixtures yet",
     "wikidata": "Wikidata (wbgetentities): the emulator answers it (sandbox/mediawiki), but "
     "fixtures for this isvc's samples are not done yet",
     "eventgate": "EventGate: the emulator keeps events (POST /v1/events), but this isvc's samples "
