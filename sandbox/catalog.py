@@ -118,23 +118,6 @@ class Component(_Strict):
         "what production's image gives the isvc beside its own requirement files: the base "
         "image's torch, a Debian python3-* package of the Blubber file's apt list",
     )
-    mediawiki_hosts: list[str] = Field(
-        default_factory=list,
-        description="`NAME:PORT` (NAME may start with `*.`) the component's code reaches MediaWiki "
-        "or Wikidata at by itself, not through WIKI_URL (article-country builds "
-        "`http://<lang>.wikipedia.org`): production's mesh routes these names; with a replay "
-        "server (`--mediawiki emulate|replay|record`) the sandbox connects them to it",
-    )
-
-    @field_validator("mediawiki_hosts")
-    @classmethod
-    def _hosts(cls, hosts: list[str]) -> list[str]:
-        for h in hosts:
-            if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?:[1-9][0-9]{0,4}", h):
-                raise ValueError(
-                    f"mediawiki_hosts: {h!r} is not NAME:PORT (e.g. *.wikipedia.org:80)"
-                )
-        return hosts
 
     @field_validator("env")
     @classmethod
@@ -331,10 +314,12 @@ class Service(_Strict):
 
     @property
     def uses_mediawiki(self) -> bool:
-        """True when a component calls MediaWiki, which service.yaml says by naming `WIKI_URL`
-        in its env (the setting `--mediawiki` points at the chosen MediaWiki) or the hosts it
-        reaches MediaWiki at by name (`mediawiki_hosts`)."""
-        return any("WIKI_URL" in c.env or c.mediawiki_hosts for _, c in self.component_items())
+        """True when a component calls MediaWiki or EventGate, which service.yaml says by naming
+        `WIKI_URL` or `EVENTGATE_URL` in its env (the settings `--mediawiki replay` points at the
+        replay server, which also answers the wikis' own domains on the local target)."""
+        return any(
+            "WIKI_URL" in c.env or "EVENTGATE_URL" in c.env for _, c in self.component_items()
+        )
 
     @property
     def entry_component(self) -> str:

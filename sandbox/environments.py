@@ -103,17 +103,34 @@ def direct_references(requirements: list[Path]) -> list[tuple[str, str]]:
     return found
 
 
+def _blocked(service: Service) -> str | None:
+    """Why production's own build of this entry cannot run (its catalog entry's
+    `production.blocked`), or None."""
+    if not isinstance(service.production, dict):
+        return None
+    blocked = service.production.get("blocked")
+    return str(blocked).strip() if blocked else None
+
+
 def venv_for(service: Service, component: Component, progress=_say) -> Path:
     """The component's venv (built once, cached by content): see `sandbox.venvs`. When the
     install fails and the requirements name packages that are not on the package index (a GitLab
     or GitHub repository, a path inside production's image), the error names them and says how to
-    provide them."""
+    provide them. When it fails for a production entry whose own build fails too, the error adds
+    the entry's `production.blocked` reason: the installer's output alone does not say that
+    production's pipeline cannot build these files either."""
     requirements = requirement_paths(service, component)
     python = python_for(component.python)
     try:
         return venvs.ensure(requirements, python=python, progress=progress)
     except venvs.VenvError as e:
         direct = direct_references(requirements)
+        blocked = _blocked(service)
+        if not direct and blocked:
+            raise venvs.VenvError(
+                f"{e}\n{service.name} in production: {blocked} "
+                f"(production.blocked in {service.dir / 'service.yaml'})"
+            ) from None
         if not direct:
             raise
         names = "; ".join(f"{name} from {where}" for name, where in direct)

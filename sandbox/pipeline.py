@@ -20,19 +20,23 @@ src/org/wikimedia/integration/Pipeline.groovy, PipelineStage.groovy, PipelineRun
 
 Differences from Jenkins, each because this machine has no internet: the run step gets the
 machine's CA bundle (`PIP_CERT`) so tox's pip can reach the package index through a
-TLS-intercepting proxy; pre-commit (the `ci-lint` tox env of inference-services' test variants)
-fetches its hooks from GitHub and fails offline, which the summary says; `--skip-lint` runs the
-same entrypoint without its `ci-lint` argument, so the unit tests run on their own.
+TLS-intercepting proxy; with `--mediawiki replay` (the default) its calls to the wikis reach the
+sandbox's MediaWiki replay server over HTTPS instead (sandbox/pipeline_wiki.py); pre-commit
+(the `ci-lint` tox env of inference-services' test variants) fetches its hooks from GitHub and
+fails offline, which the summary says; `--skip-lint` runs the same entrypoint without its
+`ci-lint` argument, so the unit tests run on their own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,6 +46,7 @@ import yaml
 from sandbox import images
 from sandbox.docker_cli import docker, docker_binary
 from sandbox.errors import RunError, SandboxError
+from sandbox.pipeline_wiki import WikiMode, WikiReplay
 
 REGISTRY = "docker-registry.wikimedia.org"
 REPOSITORY = "wikimedia"
@@ -217,9 +222,10 @@ def _run_container(
     tail: deque[str],
     seen: list[str],
     hosts: set[str],
+    docker_args: list[str] | None = None,
 ) -> int:
     name = f"ml-sandbox-pipeline-{secrets.token_hex(4)}"
-    cmd = [docker_binary(), "run", "--rm", "--name", name]
+    cmd = [docker_binary(), "run", "--rm", "--name", name, *(docker_args or [])]
     bundle = images.ca_bundle()
     if bundle is not None:
         cmd += ["-v", f"{bundle}:{CA_IN_CONTAINER}:ro", "-e", f"PIP_CERT={CA_IN_CONTAINER}"]
@@ -260,6 +266,7 @@ def run(
     keep_going: bool = False,
     skip_lint: bool = False,
     env: dict[str, str] | None = None,
+    mediawiki: WikiMode | None = None,
 ) -> list[StageResult]:
     """Run the pipeline's stages (or only those named), printing progress; the results."""
     known = [s.name for s in pipeline.stages]
@@ -287,7 +294,7 @@ def run(
         started = time.monotonic()
         context[".stage"] = stage.name
         try:
-            _run_stage(pipeline, stage, context, result, skip_lint, env or {})
+            _run_stage(pipeline, stage, context, result, skip_lint, env or {}, mediawiki)
         except SandboxError as e:
             result.status = "failed"
             result.notes.append(str(e))
@@ -307,6 +314,7 @@ def _run_stage(
     result: StageResult,
     skip_lint: bool,
     extra_env: dict[str, str],
+    mediawiki: WikiMode | None = None,
 ) -> None:
     if stage.variant:
         tag = images.build(
@@ -338,7 +346,24 @@ def _run_stage(
         tail: deque[str] = deque(maxlen=200)
         seen: list[str] = []  # the lines that tell a lint step that could not fetch its hooks
         hosts: set[str] = set()  # hosts the run could not reach
-        code = _run_container(image, args, env, entrypoint, tail, seen, hosts)
+        with _wikis(mediawiki) as wiki:
+            docker_args = wiki.run_args if wiki is not None else []
+            code = _run_container(image, args, env, entrypoint, tail, seen, hosts, docker_args)
+            missed = wiki.misses() if wiki is not None else []
+            served = wiki.served() if wiki is not None else {}
+        if wiki is not None:
+            answered = ", ".join(f"{host} {n}" for host, n in served.items()) or "none"
+            result.notes.append(
+                f"--mediawiki {mediawiki}: the wikis' HTTPS calls went to the MediaWiki replay "
+                f"server ({len(wiki.hosts)} fixture wikis); requests it answered: {answered}"
+            )
+        for request in missed:
+            result.notes.append(
+                f"the MediaWiki replay server has no fixture for: {request}; add the page to "
+                "sandbox/mediawiki/fixtures (or record it: ml-sandbox mediawiki --record DIR, "
+                "then --mediawiki replay:DIR), or run with --mediawiki live where the wikis are "
+                "reachable"
+            )
         if code != 0:
             result.status = "failed"
             result.notes.append(f"the image's entrypoint exited {code}")
@@ -354,7 +379,8 @@ def _run_stage(
                     "the run could not reach "
                     + ", ".join(sorted(hosts - {"github.com"}))
                     + ": tests that call outside hosts fail offline (the container's network is "
-                    "this machine's)"
+                    "this machine's; --mediawiki replay answers the wikis of the replay server's "
+                    "fixtures)"
                 )
             return
     if stage.publish is not None:
@@ -365,6 +391,17 @@ def _run_stage(
             result.notes.append("publish: nothing this runner knows how to publish")
     for step in stage.skipped_steps:
         result.notes.append(f"{step}: a Jenkins/cluster step, skipped")
+
+
+@contextlib.contextmanager
+def _wikis(mode: WikiMode | None) -> Iterator[WikiReplay | None]:
+    """The replay server for one run step, or None (`--mediawiki live`: the container's own
+    network)."""
+    if mode is None:
+        yield None
+        return
+    with WikiReplay(mode) as wiki:
+        yield wiki
 
 
 def summary(results: list[StageResult], out: TextIO | None = None) -> None:

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from sandbox import pipeline
+from sandbox.pipeline_wiki import WikiMode
+from sandbox.runtime.options import MediaWiki
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "Offline, pre-commit (tox env ci-lint) cannot fetch its hooks from GitHub: "
-            "--skip-lint runs the test variant's entrypoint without ci-lint."
+            "--skip-lint runs the test variant's entrypoint without ci-lint. Unit tests that "
+            "call https://<lang>.wikipedia.org reach the sandbox's MediaWiki replay server by "
+            "default (--mediawiki replay); a request its fixtures lack fails with HTTP 501 "
+            "and the stage's notes name it."
         ),
     )
     p.add_argument("name", metavar="NAME", help="a pipeline of config.yaml, e.g. outlink")
@@ -55,7 +60,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="add to every run step's environment, after the stage's run.env (repeatable), "
         "e.g. WIKI_URL=... for an isvc whose tests call a wiki",
     )
+    p.add_argument(
+        "--mediawiki",
+        default="replay",
+        metavar="MODE",
+        help="where run steps' calls to the wikis go: replay (default: the sandbox's MediaWiki "
+        "replay server answers https://<wiki> from its fixtures, through a per-run CA the "
+        "container trusts), replay:DIR (recordings first, then the fixtures) or live (the "
+        "container's own network, as on Jenkins)",
+    )
     p.set_defaults(func=cmd_pipeline)
+
+
+def wiki_mode(value: str) -> WikiMode | None:
+    """`--mediawiki` of a pipeline: None for live, else the replay server's mode; a UsageError
+    (exit 2) for the modes other commands know that a pipeline cannot use."""
+    mode = MediaWiki.parse(value)
+    if mode.kind == "live":
+        return None
+    if mode.kind == "emulate":
+        return WikiMode()
+    if mode.kind == "replay" and mode.directory:
+        return WikiMode(Path(mode.directory))
+    raise pipeline.PipelineError(
+        f"--mediawiki {value}: a pipeline runs with live, replay or replay:DIR"
+    )
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -65,6 +94,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise pipeline.PipelineError(f"--env {item!r}: expected K=V")
         extra[key] = value
+    mediawiki = wiki_mode(args.mediawiki)
     pipe = pipeline.load(args.source, args.name)
     print(
         f"pipeline {pipe.name}: {len(pipe.stages)} stages from {pipe.blubberfile} "
@@ -72,7 +102,12 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         flush=True,
     )
     results = pipeline.run(
-        pipe, only=args.stages, keep_going=args.keep_going, skip_lint=args.skip_lint, env=extra
+        pipe,
+        only=args.stages,
+        keep_going=args.keep_going,
+        skip_lint=args.skip_lint,
+        env=extra,
+        mediawiki=mediawiki,
     )
     pipeline.summary(results)
     return 1 if any(r.status == "failed" for r in results) else 0

@@ -46,6 +46,7 @@ import logging
 import os
 import re
 import signal
+import ssl
 import sys
 import threading
 import urllib.parse
@@ -715,7 +716,8 @@ class ReplayServer:
 
     Modes: the emulator over `fixtures` (default: the packaged ones); `replay=[DIR, ...]`
     (recordings; add `emulate=True` to fall back on the emulator); `record=DIR` (forward to
-    `upstream`, default https://<wiki host>, trusting `upstream_ca` as well).
+    `upstream`, default https://<wiki host>, trusting `upstream_ca` as well). With `tls` (a
+    server SSLContext, see `tls_context`) it answers HTTPS instead of HTTP.
     Also a context manager (`with ReplayServer() as server:`).
     """
 
@@ -736,12 +738,14 @@ class ReplayServer:
         upstream_ca: Path | None = None,
         upstream_timeout_s: float = DEFAULT_TIMEOUT_S,
         also_ports: list[int] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.tls = tls
         self.access_log = access_log
         self.port = port
-        # Ports served as well (a container's: the wikis' own port 80, for an isvc that reaches a
-        # wiki by its name, e.g. http://en.wikipedia.org, routed here by the docker target).
+        # Ports served as well, plain HTTP (a container's: the mesh's ports 80 and 4680, for an
+        # isvc that reaches a wiki by its name, e.g. http://en.wikipedia.org; docker.py, mesh.py).
         self.also_ports = list(also_ports or [])
         self.faults = FaultState(fault)
         if emulate is None:
@@ -765,7 +769,7 @@ class ReplayServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def mode(self) -> str:
@@ -835,7 +839,7 @@ class ReplayServer:
             max_field_size=MAX_READ_LINE,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls)
         await site.start()
         sockets = self._runner.addresses
         self.port = sockets[0][1] if sockets else self.port
@@ -892,8 +896,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PORT",
-        help="listen on this port as well (repeatable; in a container: 80, where an isvc reaches "
-        "http://<wiki> by name)",
+        help="listen on this port as well, plain HTTP (repeatable; in a container: the mesh's "
+        "ports 80 and 4680, where an isvc reaches http://<wiki> by name)",
     )
     parser.add_argument(
         "--fault",
@@ -923,6 +927,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="emulator: directory of *.yaml fixture wikis (repeatable; default: the packaged "
         "fixtures); implies --emulate",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="answer HTTPS with this PEM certificate chain (with --tls-key), e.g. one issued for "
+        "the wikis' host names by a CA the client trusts; default: plain HTTP",
+    )
+    parser.add_argument(
+        "--tls-key", type=Path, metavar="FILE", help="the PEM private key of --tls-cert"
     )
     modes = parser.add_argument_group("record and replay")
     modes.add_argument(
@@ -973,6 +987,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server-side TLS context from a PEM certificate chain and its key; ValueError naming the
+    file when they cannot be read or do not match."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as e:
+        raise ValueError(f"{e.filename}: no such file") from None
+    except PermissionError as e:
+        raise ValueError(f"{e.filename}: permission denied") from None
+    except ssl.SSLError as e:
+        raise ValueError(
+            f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate and its key ({e.reason})"
+        ) from None
+    return context
+
+
 def _fail(message: str, code: int = 2) -> int:
     print(f"mediawiki replay: error: {message}", file=sys.stderr)
     return code
@@ -994,7 +1025,10 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(f"--record {args.record}: not a directory")
     if args.upstream_timeout <= 0:
         return _fail("--upstream-timeout must be > 0")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        return _fail("--tls-cert and --tls-key go together")
     try:
+        tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
         fault = Fault.parse({"mode": args.fault, "delay_s": args.delay})
         server = ReplayServer(
             args.host,
@@ -1010,6 +1044,7 @@ def serve(args: argparse.Namespace) -> int:
             upstream_ca=args.upstream_ca,
             upstream_timeout_s=args.upstream_timeout,
             also_ports=args.also_port,
+            tls=tls,
         )
     except (FixtureError, FaultSpecError, ValueError) as e:
         return _fail(str(e))

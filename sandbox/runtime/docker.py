@@ -4,8 +4,10 @@ KServe runs the pod's container, behind the same Host-routing gateway as the loc
 Per sandbox (run directory) there is one user-defined network; on it run the predictor (the model
 staged on the host, mounted read-only at /mnt/models, the pod's env from service.yaml), the
 transformer (`--predictor_host <predictor container>:8080`) and, with `--mediawiki replay`, the
-MediaWiki replay server (WIKI_URL points at it by container name). Every container publishes its
-port on 127.0.0.1 only; the gateway routes the isvc's Host to the entry component's published port.
+MediaWiki replay server (WIKI_URL points at it by container name; the wikis' own domains resolve
+to it in every isvc container, on the ports production's mesh routes them on: mesh.py). Every
+container publishes its port on 127.0.0.1 only; the gateway routes the isvc's Host to the entry
+component's published port.
 A container's name ends in its revision (the isvc's fingerprint), so a changed isvc's new
 containers start beside the old ones and replace them without a gap.
 
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fnmatch
 import hashlib
 import json
 import os
@@ -31,12 +32,12 @@ from sandbox import docker_cli
 from sandbox.catalog import Component, Service
 from sandbox.errors import RunError
 from sandbox.paths import REPO_ROOT, run_dir
+from sandbox.runtime import mesh
 from sandbox.runtime.lifecycle import (
     HostTarget,
     Plan,
     Prepared,
     component_env,
-    mediawiki_routes,
     replay_mode_args,
 )
 from sandbox.runtime.options import MediaWiki, UpOptions
@@ -51,9 +52,6 @@ MEDIAWIKI = "mediawiki"
 LOOPBACK_HOSTS = {"localhost", "::1", "0.0.0.0"}
 # As the local target runs it: a small gpllimit=max so the fixture articles need continuation.
 REPLAY_ARGS = ["--max-limit", "50"]
-# The wikis' own HTTP port, which the replay container serves as well: an isvc that reaches a wiki
-# by its name (`mediawiki_hosts`, e.g. http://en.wikipedia.org with FORCE_HTTP) connects there.
-WIKI_PORT = 80
 RECORDINGS_MOUNT = "/srv/recordings"
 # Container logs rotate by size, as the kubelet rotates a pod's (json-file driver options).
 LOG_OPTS = ["--log-opt", "max-size=10m", "--log-opt", "max-file=3"]
@@ -191,7 +189,7 @@ class DockerPlan(Plan):
     cpus: str = ""
     memory: int = 0
     network: str = ""
-    add_hosts: tuple[str, ...] = ()  # `--add-host NAME:IP`: mediawiki_hosts to the replay server
+    add_hosts: tuple[str, ...] = ()  # `--add-host NAME:IP`: the mesh's egress (mesh.py)
 
 
 class DockerBackend:
@@ -249,34 +247,23 @@ class DockerBackend:
             cpus=cpus(limits.cpu),
             memory=memory_bytes(limits.memory),
             network=network_name(),
-            add_hosts=self._wiki_hosts(component, wiki_url, opts),
+            add_hosts=self._wiki_hosts(wiki_url, opts),
         )
 
-    def _wiki_hosts(
-        self, component: Component, wiki_url: str | None, opts: UpOptions
-    ) -> tuple[str, ...]:
-        """`NAME:IP` of the replay container for every wiki that the component's
-        `mediawiki_hosts` name: the emulator's fixture wikis (and recorded ones) that match, since
-        a container's /etc/hosts has no wildcards. The pod's mesh routes them in production."""
-        routes = mediawiki_routes(component, wiki_url)
-        if not routes:
+    def _wiki_hosts(self, wiki_url: str | None, opts: UpOptions) -> tuple[str, ...]:
+        """`NAME:IP` of the replay container for every wiki domain production's mesh routes to
+        the MediaWiki API (mesh.py), when the replay container stands for MediaWiki: the same
+        routes as the local target's launcher, for every isvc. The replay container serves the
+        mesh's ports (start_replay)."""
+        if wiki_url is None or not opts.mediawiki.replay_server:
             return ()
-        bad = [r.split("=")[0] for r in routes if not r.split("=")[0].endswith(f":{WIKI_PORT}")]
-        if bad:
-            raise RunError(
-                f"mediawiki_hosts {', '.join(bad)}: the docker target routes a wiki's name on "
-                f"port {WIKI_PORT} only (use --target local)"
-            )
-        container = urllib.parse.urlsplit(wiki_url or "").hostname or ""
+        container = urllib.parse.urlsplit(wiki_url).hostname or ""
         ip = _docker(
             "inspect", "--format",
             f'{{{{(index .NetworkSettings.Networks "{network_name()}").IPAddress}}}}',
             container,
         ).stdout.strip()  # fmt: skip
-        patterns = [r.split("=")[0].rsplit(":", 1)[0] for r in routes]
-        names = sorted({*_known_wikis(opts.mediawiki), *(p for p in patterns if "*" not in p)})
-        chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-        return tuple(f"{n}:{ip}" for n in chosen)
+        return tuple(f"{n}:{ip}" for n in mesh.container_hosts(_known_wikis(opts.mediawiki)))
 
     def start(
         self,
@@ -330,7 +317,8 @@ class DockerBackend:
         flags = []
         if mode.directory:  # replay only (check() refuses record): the recordings, read-only
             flags = ["--volume", f"{mode.directory}:{RECORDINGS_MOUNT}:ro"]
-        args = [*REPLAY_ARGS, "--also-port", str(WIKI_PORT)]
+        _, ports = mesh.proxied_domains()  # the wikis' domains connect here on the mesh's ports
+        args = [*REPLAY_ARGS, *(f"--also-port={p}" for p in ports if p != CONTAINER_PORT)]
         args += replay_mode_args(mode, RECORDINGS_MOUNT)
         assert prepared.replay_image is not None  # prepare built it: the mode needs the server
         return _run(container, prepared.replay_image, {LABEL_COMPONENT: MEDIAWIKI}, args, flags)

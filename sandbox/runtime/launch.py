@@ -16,11 +16,21 @@ The entrypoint then runs as `__main__` with `sys.argv = [ENTRYPOINT, *ARGS]`, an
 directories, then the interpreter's own entries (this launcher's directory is not on it).
 `PYTHONPATH` is set to the `--pythonpath` directories for processes the isvc starts.
 
-`--route 'PATTERN:PORT=ADDR:PORT'` (repeatable) is the pod's mesh for names the isvc's code
-reaches by itself (article-country's `http://<lang>.wikipedia.org`): a name matching PATTERN (`*.`
-is any subdomain) on that port resolves to ADDR:PORT, by wrapping `socket.getaddrinfo` (what
-asyncio, aiohttp's resolver, requests and urllib resolve through). The client still sends its own
-`Host`; only where it connects changes, as the sidecar's interception does.
+The outside world the pod reaches through its mesh (production's Istio sidecar) is given too:
+
+- `--route 'PATTERN:PORT=ADDR:PORT'` (repeatable) resolves a name that matches PATTERN (as a
+  ServiceEntry's hosts: `*.wikipedia.org` is any subdomain) on that port to ADDR:PORT, by
+  wrapping `socket.getaddrinfo` (what asyncio, aiohttp's default resolver, requests and urllib
+  resolve through). The client still sends its own `Host` (`en.wikipedia.org`); only where it
+  connects changes, as the sidecar's interception does. Other names and ports resolve as always;
+- `--cafile PATH` (repeatable): a CA bundle production's image has at PATH that this host lacks;
+  `SSLContext.load_verify_locations(cafile=PATH)` loads the host's default trust store instead
+  (a missing file is otherwise a FileNotFoundError before any connection is made).
+
+These and the loopback binds also hold in the processes the isvc starts: KServe's REST workers
+(`--workers N`, started with multiprocessing's `spawn` in kserve 0.17) are fresh interpreters, so
+the options go to them in `ML_SANDBOX_LAUNCH` and `launch_site/` (a `sitecustomize` that applies
+them) is put first on their `PYTHONPATH`; only when `--route` or `--cafile` is given.
 
 KServe's model server reads its command line when `kserve.model_server` is imported
 (`parser.parse_known_args()`, abbreviations allowed, so pass full option names): a local run gives
@@ -38,9 +48,11 @@ import fnmatch
 import importlib.abc
 import importlib.machinery
 import ipaddress
+import json
 import os
 import runpy
 import socket
+import ssl
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -48,6 +60,9 @@ from types import ModuleType
 WILDCARDS_V4 = frozenset({"", "0.0.0.0", "0", "INADDR_ANY"})
 WILDCARDS_V6 = frozenset({"::", "::0", "0:0:0:0:0:0:0:0", "[::]"})
 LOOPBACK_V6 = "::1"
+# How a started process gets the options (see the docstring).
+ENV_VAR = "ML_SANDBOX_LAUNCH"
+SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch_site")
 
 
 class Addresses:
@@ -181,64 +196,134 @@ def enforce_loopback(bind: str) -> Addresses:
     return addresses
 
 
-def parse_route(rule: str) -> tuple[str, int, str, int]:
-    """`PATTERN:PORT=ADDR:PORT` -> (pattern, port, addr, port); ValueError when malformed."""
-    match, sep, dest = rule.partition("=")
-    pattern, _, port = match.rpartition(":")
-    addr, _, dest_port = dest.rpartition(":")
-    try:
-        ipaddress.ip_address(addr.strip("[]"))
-        ports = int(port), int(dest_port)
-    except ValueError:
-        ports = ()
-    if not sep or not pattern or not ports or not all(0 < p < 65536 for p in ports):
-        raise ValueError(
-            f"--route {rule!r}: expected PATTERN:PORT=ADDR:PORT with an IP address "
-            "(e.g. '*.wikipedia.org:80=127.0.0.1:8090')"
-        )
-    return pattern.lower(), ports[0], addr.strip("[]"), ports[1]
+class Routes:
+    """`PATTERN:PORT=ADDR:PORT` rules: where a name on a port connects instead."""
 
+    def __init__(self, rules: list[str]) -> None:
+        self.rules: list[tuple[str, int, str, int]] = [self.parse(r) for r in rules]
 
-def route_names(rules: list[str]) -> None:
-    """Resolve names matching a `--route` rule to its address (see the docstring)."""
-    parsed = [parse_route(r) for r in rules]
-    if not parsed:
-        return
-    original = socket.getaddrinfo
+    @staticmethod
+    def parse(rule: str) -> tuple[str, int, str, int]:
+        match, sep, dest = rule.partition("=")
+        pattern, _, port = match.rpartition(":")
+        addr, _, dest_port = dest.rpartition(":")
+        try:
+            ipaddress.ip_address(addr.strip("[]"))
+            ports = int(port), int(dest_port)
+        except ValueError:
+            ports = ()
+        if not sep or not pattern or not ports or not all(0 < p < 65536 for p in ports):
+            raise ValueError(
+                f"--route {rule!r}: expected PATTERN:PORT=ADDR:PORT with an IP address "
+                "(e.g. '*.wikipedia.org:80=127.0.0.1:8090')"
+            )
+        return pattern.lower(), ports[0], addr.strip("[]"), ports[1]
 
-    def target(host: object, port: object) -> tuple[str, int] | None:
+    def target(self, host: object, port: object) -> tuple[str, int] | None:
+        """Where `host` on `port` connects, or None: as it resolves."""
         if isinstance(host, bytes):
-            host = host.decode("idna", "replace")
+            host = host.decode("ascii", "replace")
         if not isinstance(host, str):
             return None
         try:
             number = int(port)  # type: ignore[call-overload]
         except (TypeError, ValueError):
-            return None
+            try:
+                number = socket.getservbyname(str(port), "tcp")
+            except OSError:
+                return None
         name = host.rstrip(".").lower()
-        for pattern, rule_port, addr, dest_port in parsed:
+        for pattern, rule_port, addr, dest_port in self.rules:
             if rule_port == number and fnmatch.fnmatchcase(name, pattern):
                 return addr, dest_port
         return None
 
+
+def patch_getaddrinfo(routes: Routes) -> None:
+    original = getattr(socket.getaddrinfo, "__wrapped__", socket.getaddrinfo)
+
     def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
-        dest = target(host, port)
+        dest = routes.target(host, port)
         if dest is None:
             return original(host, port, family, type, proto, flags)
         return original(dest[0], dest[1], family, type, proto, flags)
 
+    getaddrinfo.__wrapped__ = original  # type: ignore[attr-defined]
     socket.getaddrinfo = getaddrinfo
 
 
-def run(entrypoint: str, args: list[str], pythonpath: list[str]) -> None:
-    """Run `entrypoint` as `python entrypoint args...` with PYTHONPATH=pythonpath would."""
+def patch_cafiles(cafiles: list[str]) -> None:
+    """`load_verify_locations(cafile=P)` for a P in `cafiles` this host lacks: the host's default
+    trust store (production's image has P)."""
+    stand_in = frozenset(os.path.abspath(p) for p in cafiles)
+    original = getattr(
+        ssl.SSLContext.load_verify_locations, "__wrapped__", ssl.SSLContext.load_verify_locations
+    )
+
+    def load_verify_locations(self, cafile=None, capath=None, cadata=None):
+        if (
+            isinstance(cafile, str)
+            and os.path.abspath(cafile) in stand_in
+            and not os.path.exists(cafile)
+        ):
+            self.load_default_certs(ssl.Purpose.SERVER_AUTH)
+            if capath is None and cadata is None:
+                return None
+            cafile = None
+        return original(self, cafile, capath, cadata)
+
+    load_verify_locations.__wrapped__ = original  # type: ignore[attr-defined]
+    ssl.SSLContext.load_verify_locations = load_verify_locations  # type: ignore[method-assign]
+
+
+def install(bind: str, routes: list[str], cafiles: list[str]) -> None:
+    """Everything this launcher does to the process before the isvc's code runs (a ValueError
+    for a bad option)."""
+    parsed = Routes(routes)
+    enforce_loopback(bind)
+    _outside(parsed, cafiles)
+
+
+def install_outside(opts: argparse.Namespace) -> None:
+    """The outside world of `parse`d options (`--route`, `--cafile`), in a process whose binds
+    are already on loopback (a zygote's child)."""
+    _outside(Routes(opts.route), opts.cafile)
+
+
+def _outside(routes: Routes, cafiles: list[str]) -> None:
+    if routes.rules:
+        patch_getaddrinfo(routes)
+    if cafiles:
+        patch_cafiles(cafiles)
+
+
+def install_from_env() -> None:
+    """In a process the isvc started (launch_site/sitecustomize.py): the launcher's options."""
+    raw = os.environ.get(ENV_VAR)
+    if not raw:
+        return
+    opts = json.loads(raw)
+    install(opts["bind"], opts.get("routes", []), opts.get("cafiles", []))
+
+
+def run(
+    entrypoint: str,
+    args: list[str],
+    pythonpath: list[str],
+    carried: dict[str, object] | None = None,
+) -> None:
+    """Run `entrypoint` as `python entrypoint args...` with PYTHONPATH=pythonpath would;
+    `carried` (the launcher's options) goes to the processes it starts."""
     script = os.path.abspath(entrypoint)
     extra = [os.path.abspath(p) for p in pythonpath]
     sys.argv = [entrypoint, *args]
     # sys.path[0] was this launcher's directory; Python puts the script's (symlinks resolved).
     sys.path[:1] = [os.path.dirname(os.path.realpath(script)), *extra]
-    if extra:
-        os.environ["PYTHONPATH"] = os.pathsep.join(extra)
+    children = [SITE_DIR, *extra] if carried else extra
+    if carried:
+        os.environ[ENV_VAR] = json.dumps(carried)
+    if children:
+        os.environ["PYTHONPATH"] = os.pathsep.join(children)
     else:
         os.environ.pop("PYTHONPATH", None)
     runpy.run_path(script, run_name="__main__")
@@ -247,8 +332,8 @@ def run(entrypoint: str, args: list[str], pythonpath: list[str]) -> None:
 def parse(argv: list[str]) -> tuple[argparse.Namespace, str, list[str]]:
     parser = argparse.ArgumentParser(
         prog="launch.py",
-        usage="%(prog)s [--bind ADDR] [--pythonpath DIR]... [--route RULE]... "
-        "-- ENTRYPOINT.py [ARGS...]",
+        usage="%(prog)s [--bind ADDR] [--pythonpath DIR]... [--route RULE]... [--cafile PATH]..."
+        " -- ENTRYPOINT.py [ARGS...]",
         description="Run a model server script with every wildcard bind moved to loopback.",
     )
     parser.add_argument("--bind", default="127.0.0.1", help="loopback address (127.0.0.1)")
@@ -260,7 +345,14 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, str, list[str]]:
         action="append",
         default=[],
         metavar="PATTERN:PORT=ADDR:PORT",
-        help="connect a name (on a port) to another address, as the pod's mesh does",
+        help="connect to ADDR:PORT for a name matching PATTERN on PORT (the mesh's egress)",
+    )
+    parser.add_argument(
+        "--cafile",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a CA bundle of production's image: the host's trust store where PATH is absent",
     )
     if "--" not in argv:
         parser.error("missing `-- ENTRYPOINT.py [ARGS...]`")
@@ -273,11 +365,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, str, list[str]]:
         ipaddress.ip_address(opts.bind)
     except ValueError:
         parser.error(f"--bind: {opts.bind!r} is not an IP address")
-    for rule in opts.route:
-        try:
-            parse_route(rule)
-        except ValueError as e:
-            parser.error(str(e))
+    try:
+        Routes(opts.route)
+    except ValueError as e:
+        parser.error(str(e))
     if not os.path.isfile(rest[0]):
         parser.error(f"entrypoint {rest[0]} does not exist")
     return opts, rest[0], rest[1:]
@@ -286,12 +377,19 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, str, list[str]]:
 def main(argv: list[str] | None = None) -> None:
     opts, entrypoint, args = parse(sys.argv[1:] if argv is None else argv)
     try:
-        enforce_loopback(opts.bind)
+        install(opts.bind, opts.route, opts.cafile)
     except ValueError as e:
         print(f"launch.py: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    route_names(opts.route)
-    run(entrypoint, args, opts.pythonpath)
+    run(entrypoint, args, opts.pythonpath, carried(opts))
+
+
+def carried(opts: argparse.Namespace) -> dict[str, object] | None:
+    """What the processes the isvc starts get (None: nothing beyond the loopback binds, which
+    only the launched process applies, as before routes existed)."""
+    if not opts.route and not opts.cafile:
+        return None
+    return {"bind": opts.bind, "routes": opts.route, "cafiles": opts.cafile}
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import signal
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -197,22 +196,19 @@ def models_root(isvc: str) -> Path:
     return private_dir(run_dir() / "models") / isvc
 
 
-def mediawiki_routes(component: Component, wiki_url: str | None) -> tuple[str, ...]:
-    """`NAME:PORT=ADDR:PORT` for each of the component's `mediawiki_hosts` when MediaWiki is the
-    replay server at `wiki_url` (`http://ADDR:PORT`): where the pod's mesh would take them."""
-    if wiki_url is None or not component.mediawiki_hosts:
-        return ()
-    parsed = urllib.parse.urlsplit(wiki_url)
-    if parsed.hostname is None or parsed.port is None:
-        return ()
-    return tuple(f"{h}={parsed.hostname}:{parsed.port}" for h in component.mediawiki_hosts)
+# EventGate's route on the replay server (sandbox/mediawiki, POST /v1/events), as production's
+# EVENTGATE_URL names it (http://eventgate-main.discovery.wmnet:4480/v1/events).
+EVENTGATE_PATH = "/v1/events"
 
 
 def component_env(component: Component, wiki_url: str | None, opts: UpOptions) -> dict[str, str]:
-    """The pod's env (service.yaml), WIKI_URL pointed at the chosen MediaWiki, then --env."""
+    """The pod's env (service.yaml), WIKI_URL pointed at the chosen MediaWiki, EVENTGATE_URL at
+    the replay server's EventGate when it runs, then --env."""
     env = dict(component.env)
     if wiki_url is not None and "WIKI_URL" in env:
         env["WIKI_URL"] = wiki_url
+    if wiki_url is not None and opts.mediawiki.replay_server and "EVENTGATE_URL" in env:
+        env["EVENTGATE_URL"] = wiki_url.rstrip("/") + EVENTGATE_PATH
     env.update(opts.env)
     return env
 
@@ -307,8 +303,8 @@ class HostTarget:
             names = ", ".join(s.name for s in services)
             who = f"{names} does not" if len(services) == 1 else f"none of {names}"
             print(
-                f"• no MediaWiki replay server: {who} call MediaWiki (no WIKI_URL in a "
-                "component's env, no mediawiki_hosts in service.yaml)",
+                f"• no MediaWiki replay server: {who} call MediaWiki (no WIKI_URL or "
+                "EVENTGATE_URL in a component's env in service.yaml)",
                 file=sys.stderr,
             )
             return None

@@ -17,13 +17,12 @@ from typing import Any
 
 from sandbox import environments, venvs
 from sandbox.catalog import Component, Service
-from sandbox.runtime import launch, processes
+from sandbox.runtime import launch, mesh, processes
 from sandbox.runtime.lifecycle import (
     HostTarget,
     Plan,
     Prepared,
     component_env,
-    mediawiki_routes,
     replay_mode_args,
 )
 from sandbox.runtime.options import MediaWiki, UpOptions
@@ -77,7 +76,7 @@ class LocalPlan(Plan):
     entrypoint: str = ""
     pythonpath: tuple[str, ...] = ()
     code: str = ""  # code_hash: an edit restarts the isvc
-    routes: tuple[str, ...] = ()  # launch.py --route: mediawiki_hosts to the replay server
+    outside: tuple[str, ...] = ()  # launch.py's --route/--cafile: the mesh's egress (mesh.py)
 
 
 class LocalBackend:
@@ -114,7 +113,7 @@ class LocalBackend:
             entrypoint=str(service.source_dir / component.entrypoint),
             pythonpath=tuple(str(service.source_dir / d) for d in component.pythonpath),
             code=code_hash(service),
-            routes=mediawiki_routes(component, wiki_url),
+            outside=tuple(mesh.launcher_args(wiki_url if opts.mediawiki.replay_server else None)),
         )
 
     def start(
@@ -135,9 +134,8 @@ class LocalBackend:
         cmd = [plan.python, str(LAUNCHER), "--bind", "127.0.0.1"]
         for folder in plan.pythonpath:
             cmd += ["--pythonpath", folder]
-        for route in plan.routes:
-            cmd += ["--route", route]
-        cmd += ["--", plan.entrypoint, *kserve, "--grpc_port", str(processes.free_port())]
+        cmd += [*plan.outside, "--", plan.entrypoint, *kserve]
+        cmd += ["--grpc_port", str(processes.free_port())]
         cmd += plan.args
         env = _clean_env()
         for key, value in plan.env.items():

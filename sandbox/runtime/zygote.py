@@ -147,8 +147,8 @@ def child(request: dict, server: socket.socket) -> None:
         opts, entrypoint, args = launch.parse(request["argv"])
         sys.argv = [entrypoint, *args]
         rebind_kserve_args()
-        launch.route_names(opts.route)
-        launch.run(entrypoint, args, opts.pythonpath)
+        launch.install_outside(opts)
+        launch.run(entrypoint, args, opts.pythonpath, launch.carried(opts))
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

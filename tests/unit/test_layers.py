@@ -40,6 +40,7 @@ FORBIDDEN = {
     # Blubber's translation knows nothing of the builder or the targets.
     "sandbox.images.blubber": ["sandbox.runtime", "sandbox.commands", "sandbox.docker_cli"],
     "sandbox.pipeline": ["sandbox.runtime", "sandbox.commands"],
+    "sandbox.pipeline_wiki": ["sandbox.runtime", "sandbox.commands"],
     "sandbox.mediawiki": ["sandbox.runtime", "sandbox.commands", "sandbox.images"],
     "sandbox.runtime.zygote": ["sandbox."],  # the same (it imports launch.py beside it)
     "sandbox.load": ["sandbox.commands", "sandbox.cli"],

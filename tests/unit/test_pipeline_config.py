@@ -104,6 +104,23 @@ def test_cli_exits_2_for_a_bad_pipeline_or_stage(tmp_path: Path, capsys) -> None
     assert "expected K=V" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("record", "a pipeline runs with live, replay or replay:DIR"),
+        ("http://127.0.0.1:1", "a pipeline runs with live, replay or replay:DIR"),
+        ("replay:/nonexistent/recordings", "is not a folder of recordings"),
+        ("mirror", "--mediawiki must be"),
+    ],
+)
+def test_cli_exits_2_for_a_mediawiki_mode_a_pipeline_cannot_use(
+    tmp_path: Path, capsys, value: str, message: str
+) -> None:
+    root = write(tmp_path)
+    assert cli.main(["pipeline", "svc", "--source", str(root), "--mediawiki", value]) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not CHECKOUT.is_dir(), reason="../shared/inference-services is not here")
 def test_production_pipelines_load() -> None:
     outlink = pipeline.load(CHECKOUT, "outlink")
@@ -138,3 +155,16 @@ def test_unreachable_hosts_are_named() -> None:
     }
     assert hosts == {"fi.wikipedia.org", "github.com"}
     assert pipeline._OFFLINE_LINT.search(lines[1])
+
+
+def test_mediawiki_modes_of_a_pipeline(tmp_path: Path) -> None:
+    from sandbox.commands.pipeline import wiki_mode
+    from sandbox.pipeline_wiki import RECORDINGS_IN_CONTAINER, WikiMode
+
+    assert wiki_mode("live") is None
+    assert wiki_mode("replay") == WikiMode()
+    assert WikiMode().server_args() == [] and WikiMode().volumes() == []
+    recorded = wiki_mode(f"replay:{tmp_path}")
+    assert recorded == WikiMode(tmp_path) and str(recorded) == f"replay:{tmp_path}"
+    assert recorded.server_args() == ["--replay", RECORDINGS_IN_CONTAINER, "--emulate"]
+    assert recorded.volumes() == [f"{tmp_path}:{RECORDINGS_IN_CONTAINER}:ro"]

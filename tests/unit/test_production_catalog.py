@@ -101,7 +101,7 @@ def test_coverage_marks_only_a_recorded_pass_of_the_entry_as_it_is(with_checkout
     assert "entry changed" in table["editing-suggestions"].why
     assert not table["edit-check"].local and "2 of 6 samples passed" in table["edit-check"].why
     assert not table["langid"].local and "not run yet" in table["langid"].why
-    assert "pins do not resolve" in table["logo-detection"].why
+    assert "production's pipeline cannot build" in table["logo-detection"].why
     assert "knowledge_integrity" in table["revertrisk-language-agnostic"].why
     revscoring = [r for r in table.values() if r.pattern == "H"]
     assert len(revscoring) == 1 and "Python 3.10" in revscoring[0].why
@@ -228,6 +228,65 @@ def test_packages_not_on_the_index_are_named(tmp_path) -> None:
 
 
 @needs_checkout
+def test_the_local_venv_installs_what_the_blubber_build_installs_the_same_way(with_checkout):
+    """Each entry's `requirements` are the files its Blubber file's python builder installs, in
+    its order, and that build resolves them together (no `python.no-deps: true`, so no
+    `--no-deps`), as the local target's one `uv pip install -r ... -r ...` does. A Blubber file
+    that turned `no-deps` on would need the local target to skip resolution too."""
+    from sandbox.images import blubber
+
+    checked = []
+    for name, service in sorted(with_checkout.services.items()):
+        component = service.components.predictor
+        if service.production is None or component.image is None:
+            continue
+        path = service.source_dir / component.image.blubber
+        try:
+            t = blubber.translate(path, component.image.variant, base_image="bookworm")
+        except blubber.BlubberError as e:
+            assert "base" in str(e), (name, str(e))  # a ROCm/vLLM base with no stand-in
+            continue
+        assert list(t.requirements) == list(component.requirements), name
+        assert "--no-deps" not in t.dockerfile, name
+        checked.append(name)
+    assert "logo-detection" in checked and len(checked) >= 17, checked
+
+
+def _failing_install(requirements, **kwargs):
+    raise venvs.VenvError("installing r.txt with uv failed (exit 1): No solution found")
+
+
+@needs_checkout
+def test_a_failed_install_of_an_entry_production_cannot_build_says_so(
+    with_checkout, monkeypatch
+) -> None:
+    """logo-detection's pins do not resolve, in production's Blubber v0.22 build either: the
+    installer's error is followed by the entry's own reason, which names the image production
+    runs and how to serve it."""
+    monkeypatch.setattr(venvs, "ensure", _failing_install)
+    service = with_checkout.services["logo-detection"]
+    with pytest.raises(venvs.VenvError) as err:
+        environments.venv_for(service, service.components.predictor, progress=None)
+    message = str(err.value)
+    assert message.startswith("installing r.txt with uv failed")
+    assert "logo-detection in production: production's pipeline cannot build" in message
+    assert "pydantic-settings==2.8.1" in message and "698ced2" in message
+    assert "production.blocked in" in message
+
+
+def test_a_failed_install_of_an_entry_with_no_reason_is_the_installers(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(venvs, "ensure", _failing_install)
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "t.csv").write_text("a\n")
+    svc = _service(tmp_path, {"file": "t.csv", "data": "t.csv", "sha256": "0" * 64})
+    with pytest.raises(venvs.VenvError) as err:
+        environments.venv_for(svc, svc.components.predictor, progress=None)
+    assert str(err.value) == "installing r.txt with uv failed (exit 1): No solution found"
+
+
+@needs_checkout
 def test_a_knowledge_integrity_entry_names_its_gitlab_package(with_checkout) -> None:
     service = with_checkout.services["revertrisk-language-agnostic"]
     refs = environments.direct_references(
@@ -240,37 +299,24 @@ def test_a_knowledge_integrity_entry_names_its_gitlab_package(with_checkout) -> 
 @needs_checkout
 def test_names_an_isvc_reaches_by_itself_route_to_the_replay_server(with_checkout) -> None:
     """article-country builds http://<lang>.wikipedia.org and http://www.wikidata.org itself (no
-    WIKI_URL): its mediawiki_hosts make it a MediaWiki caller, and with a replay server each
-    becomes a launch.py --route to it; with the real wikis (no replay URL) none."""
-    from sandbox.runtime.lifecycle import mediawiki_routes
+    WIKI_URL): production's mesh routes both for every pod, and so does the sandbox's platform list
+    (mesh.py) on the port the code uses; with the real wikis (no replay URL) nothing is routed."""
+    from sandbox.runtime import launch, mesh
 
     service = with_checkout.services["article-country"]
-    predictor = service.components.predictor
-    assert "WIKI_URL" not in predictor.env and service.uses_mediawiki
-    assert mediawiki_routes(predictor, "http://127.0.0.1:8090") == (
-        "*.wikipedia.org:80=127.0.0.1:8090",
-        "www.wikidata.org:80=127.0.0.1:8090",
-    )
-    assert mediawiki_routes(predictor, None) == ()
-    langid = with_checkout.services["langid"].components.predictor
-    assert mediawiki_routes(langid, "http://127.0.0.1:8090") == ()
+    assert "WIKI_URL" not in service.components.predictor.env and service.uses_mediawiki
+    routes = launch.Routes(mesh.wiki_routes("http://127.0.0.1:8090"))
+    for name in ("en.wikipedia.org", "fr.wikipedia.org", "www.wikidata.org"):
+        assert routes.target(name, 80) == ("127.0.0.1", 8090), name
+    assert routes.target("en.wikipedia.org", 443) is None
+    assert mesh.launcher_args(None) == []
 
 
-RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
-
-
-@pytest.mark.parametrize("host", ["en.wikipedia.org", "*.wikipedia.org:x", "a b:80", "*:80"])
-def test_a_mediawiki_host_is_name_and_port(host) -> None:
-    with pytest.raises(ValueError, match="is not NAME:PORT"):
-        catalog.Component.model_validate(
-            {"entrypoint": "m.py", "resources": RESOURCES, "mediawiki_hosts": [host]}
-        )
-
-
-def test_the_docker_target_names_every_fixture_wiki_a_pattern_matches(monkeypatch) -> None:
-    """A container's /etc/hosts has no wildcards: `*.wikipedia.org` becomes one --add-host per
-    wiki the emulator answers, each to the replay container's address on the network."""
-    from sandbox.runtime import docker
+def test_the_docker_target_names_every_fixture_wiki_a_domain_matches(monkeypatch) -> None:
+    """A container's /etc/hosts has no wildcards: the mesh's `*.wikipedia.org` becomes one
+    --add-host per wiki the emulator answers, each to the replay container's address on the
+    network, for any component (a platform fact, not the entry's)."""
+    from sandbox.runtime import docker, mesh
     from sandbox.runtime.options import MediaWiki, UpOptions
 
     asked = []
@@ -280,16 +326,33 @@ def test_the_docker_target_names_every_fixture_wiki_a_pattern_matches(monkeypatc
         return subprocess.CompletedProcess(args, 0, "172.30.0.2\n", "")
 
     monkeypatch.setattr(docker, "_docker", fake_docker)
-    comp = catalog.Component.model_validate(
-        {"entrypoint": "m.py", "resources": RESOURCES,
-         "mediawiki_hosts": ["*.wikipedia.org:80", "www.wikidata.org:80"]}
-    )  # fmt: skip
     opts = UpOptions(gateway_port=1, mediawiki=MediaWiki.parse("replay"))
-    hosts = docker.DockerBackend()._wiki_hosts(comp, "http://ml-sandbox-mediawiki:8080", opts)
+    hosts = docker.DockerBackend()._wiki_hosts("http://ml-sandbox-mediawiki:8080", opts)
     assert "en.wikipedia.org:172.30.0.2" in hosts and "www.wikidata.org:172.30.0.2" in hosts
     assert "zz.wikipedia.org:172.30.0.2" in hosts  # a wiki that does not exist answers as such
+    assert "commons.wikimedia.org:172.30.0.2" in hosts  # a domain that is a name, not a pattern
     assert all(h.endswith(":172.30.0.2") for h in hosts)
     assert asked[0][-1] == "ml-sandbox-mediawiki"
-    other = comp.model_copy(update={"mediawiki_hosts": ["*.wikipedia.org:443"]})
-    with pytest.raises(docker.RunError, match="port 80 only"):
-        docker.DockerBackend()._wiki_hosts(other, "http://ml-sandbox-mediawiki:8080", opts)
+    assert not [h for h in hosts if h.startswith("eventgate")]  # not a proxied domain
+    live = UpOptions(gateway_port=1, mediawiki=MediaWiki.parse("http://wiki.example:8080"))
+    assert docker.DockerBackend()._wiki_hosts("http://wiki.example:8080", live) == ()
+    assert docker.DockerBackend()._wiki_hosts(None, opts) == ()
+    assert mesh.container_hosts(["en.wikipedia.org", "example.org"]).count("example.org") == 0
+
+
+def test_the_docker_replay_container_listens_on_the_mesh_ports(monkeypatch) -> None:
+    """The names resolve to the replay container, so it serves every port production's mesh
+    routes them on (the ServiceEntry's, from the knative role) beside its own 8080."""
+    from sandbox.runtime import docker, mesh
+    from sandbox.runtime.options import MediaWiki
+
+    ran = {}
+    monkeypatch.setattr(docker, "_remove_containers", lambda names: None)
+    monkeypatch.setattr(docker, "_run", lambda *a: ran.setdefault("args", a[3]))
+    prepared = docker.DockerPrepared(replay_image="ml-sandbox/mediawiki-replay:x")
+    docker.DockerBackend().start_replay(prepared, MediaWiki.parse("replay"))
+    _, ports = mesh.proxied_domains()
+    assert sorted(ports) == [80, 4680]
+    assert [a for a in ran["args"] if a.startswith("--also-port")] == [
+        f"--also-port={p}" for p in ports
+    ]
