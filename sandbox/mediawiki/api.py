@@ -3,8 +3,9 @@ the fixture wikis (`fixtures.py`).
 
 Query forms (production's outlink-topic-model and the sandbox's client send these):
 - `action=query` with `titles` or `pageids`, `redirects`, `prop=pageprops` (`ppprop`),
-  and `generator=links` (`gplnamespace`, `gpllimit` up to `max_limit`, `gplcontinue`,
-  `continue`);
+  `generator=links` (`gplnamespace`, `gpllimit` up to `max_limit`, `gplcontinue`,
+  `continue`) and `generator=categories` (`gcllimit`; the page's categories as namespace-14
+  pages, from the fixture page's `categories:`);
 - `action=parse&oldid=N&prop=links`;
 - `format=json` with `formatversion` 1 (the default) or 2 (`latest`).
 
@@ -28,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.mediawiki.fixtures import Page, Wiki, db_key, normalize_title
+from sandbox.mediawiki.fixtures import Page, Wiki, db_key, normalize_title, synthetic_pageid
 
 API_MAX_LIMIT = 500  # gpllimit=max for ordinary users on Wikimedia wikis
 MAX_TITLES = 50  # titles/pageids values per request for ordinary users
@@ -47,6 +48,7 @@ QUERY_PARAMS = frozenset(
         "gplnamespace",
         "gpllimit",
         "gplcontinue",
+        "gcllimit",
         "continue",
     }
 )
@@ -112,7 +114,8 @@ def _unsupported(what: str) -> ApiError:
         "replay-unsupported",
         f"The MediaWiki replay emulator does not support {what}. It answers action=query "
         "(format=json, formatversion 1 or 2) with titles or pageids, redirects, "
-        "prop=pageprops and generator=links, and action=parse with oldid and prop=links; "
+        "prop=pageprops, generator=links and generator=categories, and action=parse with oldid "
+        "and prop=links; "
         "record other requests from the real wiki (ml-sandbox mediawiki --record DIR).",
     )
 
@@ -326,6 +329,43 @@ class _Query:
         token = f"{rest[0][0]}|0|{db_key(rest[0][1])}" if rest else None
         return [title for _, title in batch], token
 
+    # -- generator=categories ------------------------------------------------------------------
+
+    def generate_categories(self, sources: list[Page]) -> list[dict[str, Any]]:
+        """The categories of `sources` as namespace-14 pages (ApiQueryCategories as a generator:
+        every category, hidden ones too; `gcllimit` up to `max_limit`)."""
+        raw = self.params.get("gcllimit", "10")
+        limit = self.max_limit if raw == "max" else max(1, min(_integer("gcllimit", raw), 500))
+        found: dict[str, dict[str, Any]] = {}
+        for page in sources:
+            if page.categories is None:
+                raise NotInFixtures(
+                    f"the fixtures do not list the categories of {page.title!r} on "
+                    f"{self.wiki.host} (add `categories:` to its page)"
+                )
+            for cat in page.categories:
+                title = normalize_title(cat.title)
+                if cat.missing:
+                    found[title] = {"ns": 14, "title": title, "missing": True}
+                    continue
+                entry: dict[str, Any] = {
+                    "pageid": cat.pageid or synthetic_pageid(self.wiki.host, title),
+                    "ns": 14,
+                    "title": title,
+                }
+                if (
+                    self.pageprops
+                    and cat.wikibase_item
+                    and (self.ppprop is None or "wikibase_item" in self.ppprop)
+                ):
+                    entry["pageprops"] = {"wikibase_item": cat.wikibase_item}
+                found[title] = entry
+        if len(found) > limit:
+            raise _unsupported(f"gclcontinue (more than gcllimit={limit} categories)")
+        # Missing (red) categories first, then the pages found by title, as ApiPageSet lists them.
+        ordered = sorted(found.values(), key=lambda e: ("pageid" in e, db_key(e["title"])))
+        return ordered
+
     # -- the answer ----------------------------------------------------------------------------
 
     def pages_json(self, shown: _PageSet, by_id: bool) -> list[dict[str, Any]]:
@@ -339,14 +379,26 @@ class _Query:
 
     def answer(self) -> dict[str, Any]:
         generator = self.params.get("generator")
-        if generator is not None and generator != "links":
+        if generator is not None and generator not in ("links", "categories"):
             raise _unsupported(f'generator "{generator}"')
-        if generator is None and any(p.startswith("gpl") for p in self.params):
-            name = next(p for p in self.params if p.startswith("gpl"))
-            raise _unsupported(f'parameter "{name}" without generator=links')
+        for prefix, module in (("gpl", "links"), ("gcl", "categories")):
+            if generator != module and any(p.startswith(prefix) for p in self.params):
+                name = next(p for p in self.params if p.startswith(prefix))
+                raise _unsupported(f'parameter "{name}" without generator={module}')
         inputs = self.input_pages()
         body: dict[str, Any] = {"batchcomplete": True}
         query: dict[str, Any] = {}
+        if generator == "categories":
+            if inputs.normalized:
+                query["normalized"] = inputs.normalized
+            if inputs.redirects:
+                query["redirects"] = inputs.redirects
+            pages = self.generate_categories(inputs.existing)
+            if pages:
+                query["pages"] = pages if self.formatversion == 2 else _keyed(pages)
+            if query:
+                body["query"] = query
+            return body
         if generator is None:
             shown, by_id = inputs, "pageids" in self.params
         else:

@@ -104,6 +104,18 @@ class LinkSpec(BaseModel):
     missing: bool = False
 
 
+class CategorySpec(BaseModel):
+    """A category of a page (namespace 14), as `generator=categories` lists it: its full title in
+    the wiki's language (`Category:...`, `Catégorie:...`) and its Wikidata item, if it has one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=3, pattern=r"^[^:]+:.+")
+    wikibase_item: Qid = None
+    pageid: int | None = Field(default=None, gt=0)
+    missing: bool = False  # a red category (no category page)
+
+
 class SummarySpec(BaseModel):
     """What the REST page summary says of a page (its lead paragraph and short description)."""
 
@@ -123,6 +135,8 @@ class PageSpec(BaseModel):
     wikibase_item: Qid = None
     redirects: list[str] = Field(default_factory=list)
     links: list[LinkSpec] = Field(default_factory=list)
+    # Its categories (generator=categories); None: the fixtures do not say (not "none").
+    categories: list[CategorySpec] | None = None
     # The <body> of the page's Parsoid HTML at `revid` (REST /v1/revision/{revid}/html and
     # /v1/page/{title}/html); the server writes the document around it.
     html: str | None = None
@@ -141,7 +155,8 @@ class EntitySpec(BaseModel):
     id: str
     labels: dict[str, str] = Field(default_factory=dict)
     descriptions: dict[str, str] = Field(default_factory=dict)
-    # property -> values: an item id (Q5), a time (+2019-08-05T00:00:00Z) or a string
+    # property -> values: an item id (Q5), a time (+2019-08-05T00:00:00Z), a coordinate on Earth
+    # (@35.3606/138.7274, QuickStatements' form) or a string
     claims: dict[str, list[str]] = Field(default_factory=dict)
     sitelinks: dict[str, str] = Field(default_factory=dict)  # site (enwiki) -> title
 
@@ -204,6 +219,7 @@ class Page:
     links_in_page_order: list[str] = field(default_factory=list)
     html: str | None = None  # the <body> of its Parsoid HTML
     summary: SummarySpec | None = None
+    categories: list[CategorySpec] | None = None  # None: not in the fixtures
 
 
 @dataclass
@@ -312,6 +328,7 @@ def load_wikis(dirs: list[Path] | None = None) -> dict[str, Wiki]:
                     source=str(path),
                     html=spec.html,
                     summary=spec.summary,
+                    categories=spec.categories,
                 )
             )
         for entity in fx.entities:

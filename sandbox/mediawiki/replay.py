@@ -737,12 +737,16 @@ class ReplayServer:
         upstream: str = DEFAULT_ORIGIN,
         upstream_ca: Path | None = None,
         upstream_timeout_s: float = DEFAULT_TIMEOUT_S,
+        also_ports: list[int] | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.tls = tls
         self.access_log = access_log
         self.port = port
+        # Ports served as well, plain HTTP (a container's: the mesh's ports 80 and 4680, for an
+        # isvc that reaches a wiki by its name, e.g. http://en.wikipedia.org; docker.py, mesh.py).
+        self.also_ports = list(also_ports or [])
         self.faults = FaultState(fault)
         if emulate is None:
             emulate = (not replay and record is None) or fixtures is not None
@@ -839,6 +843,8 @@ class ReplayServer:
         await site.start()
         sockets = self._runner.addresses
         self.port = sockets[0][1] if sockets else self.port
+        for port in self.also_ports:
+            await web.TCPSite(self._runner, self.host, port).start()
 
     async def _cleanup(self) -> None:
         if self._runner is not None:
@@ -883,6 +889,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--also-port",
+        type=int,
+        action="append",
+        default=[],
+        metavar="PORT",
+        help="listen on this port as well, plain HTTP (repeatable; in a container: the mesh's "
+        "ports 80 and 4680, where an isvc reaches http://<wiki> by name)",
     )
     parser.add_argument(
         "--fault",
@@ -996,8 +1011,9 @@ def _fail(message: str, code: int = 2) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the replay server in the foreground until interrupted; exit code for the CLI."""
-    if not 0 <= args.port <= 65535:
-        return _fail(f"--port {args.port} is not a TCP port")
+    for port in [args.port, *args.also_port]:
+        if not 0 <= port <= 65535:
+            return _fail(f"--port {port} is not a TCP port")
     if not 1 <= args.max_limit <= api.API_MAX_LIMIT:
         return _fail(f"--max-limit must be between 1 and {api.API_MAX_LIMIT}")
     if args.record is not None and (args.replay or args.emulate or args.fixtures):
@@ -1027,6 +1043,7 @@ def serve(args: argparse.Namespace) -> int:
             upstream=args.upstream,
             upstream_ca=args.upstream_ca,
             upstream_timeout_s=args.upstream_timeout,
+            also_ports=args.also_port,
             tls=tls,
         )
     except (FixtureError, FaultSpecError, ValueError) as e:
@@ -1034,7 +1051,8 @@ def serve(args: argparse.Namespace) -> int:
     try:
         server.start()
     except OSError as e:
-        return _fail(f"cannot listen on {args.host}:{args.port}: {e.strerror}", 1)
+        ports = ", ".join(map(str, [args.port, *args.also_port]))
+        return _fail(f"cannot listen on {args.host} (port {ports}): {e.strerror}", 1)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

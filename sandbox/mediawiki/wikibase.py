@@ -49,12 +49,30 @@ DEFAULT_PROPS = "info|sitelinks|aliases|labels|descriptions|claims|datatype"
 _ENTITY_ID = re.compile(r"[QPL][1-9][0-9]{0,9}", re.IGNORECASE)
 _TIME = re.compile(r"[+-][0-9]{1,16}-[0-9]{2}-[0-9]{2}T00:00:00Z")
 GREGORIAN = "http://www.wikidata.org/entity/Q1985727"
+# A coordinate as QuickStatements writes one (`@LAT/LON`), on Earth (Q2), as Wikibase's
+# GlobeCoordinateValue serializes it (wikimedia/mediawiki-extensions-Wikibase, data-values/geo).
+_COORDINATE = re.compile(r"@([+-]?[0-9]{1,2}(?:\.[0-9]+)?)/([+-]?[0-9]{1,3}(?:\.[0-9]+)?)")
+EARTH = "http://www.wikidata.org/entity/Q2"
 
 
 def _snak_value(prop: str, value: str) -> dict[str, Any]:
-    """The `mainsnak` of a statement with `value`: an item id, a time or a string."""
-    if re.fullmatch(r"Q[1-9][0-9]*", value):
+    """The `mainsnak` of a statement with `value`: an item id, a time, a coordinate (`@LAT/LON`)
+    or a string."""
+    coordinate = _COORDINATE.fullmatch(value)
+    if coordinate:
         datavalue: dict[str, Any] = {
+            "value": {
+                "latitude": float(coordinate[1]),
+                "longitude": float(coordinate[2]),
+                "altitude": None,
+                "precision": 0.0001,
+                "globe": EARTH,
+            },
+            "type": "globecoordinate",
+        }
+        datatype = "globe-coordinate"
+    elif re.fullmatch(r"Q[1-9][0-9]*", value):
+        datavalue = {
             "value": {"entity-type": "item", "numeric-id": int(value[1:]), "id": value},
             "type": "wikibase-entityid",
         }

