@@ -23,6 +23,7 @@ server's `NOT IN THE FIXTURES` log lines).
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import re
 import secrets
@@ -87,10 +88,10 @@ def wiki_hosts(fixtures: list[Path] | None = None) -> list[str]:
 
 
 def issue(hosts: list[str], directory: Path, base_bundle: Path | None) -> TlsFiles:
-    """A fresh CA and a server certificate for `hosts`, in `directory`: `server.pem` (the
-    certificate, then the CA's) and `server.key` (0600), and `trust.pem`: `base_bundle`'s CAs
-    plus the new CA, for the client (0644: the run container reads it as production's user; it
-    holds only public certificates). The CA's key exists only in memory."""
+    """A fresh CA and a server certificate for `hosts` (names or IP literals), in `directory`:
+    `server.pem` (the certificate, then the CA's) and `server.key` (0600), and `trust.pem`:
+    `base_bundle`'s CAs plus the new CA, for the client (0644: the run container reads it as
+    production's user; it holds only public certificates). The CA's key exists only in memory."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -139,7 +140,7 @@ def issue(hosts: list[str], directory: Path, base_bundle: Path | None) -> TlsFil
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), False)
+        .add_extension(x509.SubjectAlternativeName([_san(x509, h) for h in hosts]), False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
         .add_extension(
@@ -158,6 +159,14 @@ def issue(hosts: list[str], directory: Path, base_bundle: Path | None) -> TlsFil
     )
     _write(files.bundle, trust_bundle(ca_pem, base_bundle), 0o644)
     return files
+
+
+def _san(x509, host: str):  # x509: the module, imported lazily by `issue`
+    """A subject alternative name: an IP address for an IP literal, else a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 def trust_bundle(ca_pem: bytes, base_bundle: Path | None) -> bytes:

@@ -10,9 +10,7 @@ bytes that are not UTF-8, a redirect, a 5xx). No test reaches the real wikis.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import http.client
-import ipaddress
 import json
 import re
 import signal
@@ -29,14 +27,11 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sandbox.mediawiki import FixtureError, ReplayServer, api, load_wikis
 from sandbox.mediawiki.recordings import RecordingStore, normalize
 from sandbox.mediawiki.replay import main
+from sandbox.pipeline_wiki import TlsFiles, issue
 from tests.mediawiki_client import MediaWikiClient, OutlinkResult
 from tests.mediawiki_queries import EN, MANY, TARGET, TITLE_LOOKUP
 from tests.mediawiki_queries import LINKS as LINKS_QUERY
@@ -78,81 +73,16 @@ REST_BODIES: dict[str, tuple[int, str, bytes, dict[str, str]]] = {
 # -- a local HTTPS origin ----------------------------------------------------------------------
 
 
-@dataclass
-class Tls:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def make_tls(directory: Path) -> Tls:
-    """A CA and a server certificate for 127.0.0.1 signed by it."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ml-sandbox test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    tls = Tls(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
-    tls.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    tls.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    tls.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return tls
+def make_tls(directory: Path) -> TlsFiles:
+    """A CA and a server certificate for 127.0.0.1 signed by it (the pipeline's own issuer):
+    `bundle` is the CA alone, for the client."""
+    return issue(["127.0.0.1"], directory, None)
 
 
 class Origin:
     """An HTTPS 'wiki' on 127.0.0.1 in a background thread; `seen` lists what reached it."""
 
-    def __init__(self, tls: Tls) -> None:
+    def __init__(self, tls: TlsFiles) -> None:
         self.tls = tls
         self.wikis = load_wikis()
         self.seen: list[dict[str, Any]] = []
@@ -217,12 +147,12 @@ class Origin:
 
 
 @pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return make_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
-def origin(tls: Tls) -> Iterator[Origin]:
+def origin(tls: TlsFiles) -> Iterator[Origin]:
     o = Origin(tls).start()
     yield o
     o.stop()
@@ -275,8 +205,8 @@ def request(
         conn.close()
 
 
-def to_origin(origin: Origin, tls: Tls, path: str, params: Any = None, **kw: Any) -> Reply:
-    ctx = ssl.create_default_context(cafile=str(tls.ca))
+def to_origin(origin: Origin, tls: TlsFiles, path: str, params: Any = None, **kw: Any) -> Reply:
+    ctx = ssl.create_default_context(cafile=str(tls.bundle))
     conn = http.client.HTTPSConnection("127.0.0.1", origin.port, context=ctx, timeout=10)
     return request(conn, path, params, **kw)
 
@@ -286,8 +216,8 @@ def to_server(server: ReplayServer, path: str, params: Any = None, **kw: Any) ->
     return request(conn, path, params, **kw)
 
 
-def recorder(origin: Origin, tls: Tls, directory: Path) -> ReplayServer:
-    return ReplayServer(port=0, record=directory, upstream=origin.url, upstream_ca=tls.ca)
+def recorder(origin: Origin, tls: TlsFiles, directory: Path) -> ReplayServer:
+    return ReplayServer(port=0, record=directory, upstream=origin.url, upstream_ca=tls.bundle)
 
 
 # (path, params, method) of every exchange the record/replay test makes.
@@ -305,7 +235,7 @@ EXCHANGES: list[tuple[str, dict[str, str] | None, str]] = [
 
 @pytest.fixture(scope="module")
 def recorded(
-    origin: Origin, tls: Tls, tmp_path_factory: pytest.TempPathFactory
+    origin: Origin, tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[int, Reply], list[Reply]]:
     """Record EXCHANGES and the whole continuation of production's outlink query; returns the
     directory, what the recorder answered per exchange, and the continuation pages."""
@@ -328,7 +258,7 @@ def recorded(
 
 
 def test_the_recorder_answers_what_the_origin_answers(
-    origin: Origin, tls: Tls, recorded: tuple[Path, dict[int, Reply], list[Reply]]
+    origin: Origin, tls: TlsFiles, recorded: tuple[Path, dict[int, Reply], list[Reply]]
 ) -> None:
     _, answers, pages = recorded
     for i, (path, params, method) in enumerate(EXCHANGES):
@@ -339,7 +269,7 @@ def test_the_recorder_answers_what_the_origin_answers(
 
 
 def test_the_origin_got_the_wiki_host_and_the_isvcs_user_agent(
-    origin: Origin, tls: Tls, tmp_path: Path
+    origin: Origin, tls: TlsFiles, tmp_path: Path
 ) -> None:
     origin.seen.clear()
     with recorder(origin, tls, tmp_path) as rec:
@@ -376,7 +306,7 @@ def test_recordings_are_readable_files_per_wiki(
 
 
 def test_an_upstream_5xx_is_passed_on_but_not_recorded(
-    origin: Origin, tls: Tls, tmp_path: Path
+    origin: Origin, tls: TlsFiles, tmp_path: Path
 ) -> None:
     with recorder(origin, tls, tmp_path) as rec:
         reply = to_server(rec, "/w/rest.php/v1/page/Flaky/bare")
@@ -384,7 +314,7 @@ def test_an_upstream_5xx_is_passed_on_but_not_recorded(
     assert list(tmp_path.rglob("*.yaml")) == []
 
 
-def test_recording_again_replaces_the_file(origin: Origin, tls: Tls, tmp_path: Path) -> None:
+def test_recording_again_replaces_the_file(origin: Origin, tls: TlsFiles, tmp_path: Path) -> None:
     with recorder(origin, tls, tmp_path) as rec:
         to_server(rec, "/w/api.php", TITLE_LOOKUP)
     first = list(tmp_path.rglob("*.yaml"))
@@ -541,7 +471,7 @@ def test_health_reports_the_mode_and_recordings(
 def any_mode(
     request: pytest.FixtureRequest,
     origin: Origin,
-    tls: Tls,
+    tls: TlsFiles,
     tmp_path: Path,
     recorded: tuple[Path, dict[int, Reply], list[Reply]],
 ) -> Iterator[ReplayServer]:
@@ -588,7 +518,7 @@ def test_reset_and_slow_in_every_mode(any_mode: ReplayServer) -> None:
     assert to_server(any_mode, "/w/api.php", TITLE_LOOKUP).status == 200
 
 
-def test_a_faulted_request_is_not_recorded(origin: Origin, tls: Tls, tmp_path: Path) -> None:
+def test_a_faulted_request_is_not_recorded(origin: Origin, tls: TlsFiles, tmp_path: Path) -> None:
     origin.seen.clear()
     with recorder(origin, tls, tmp_path) as rec:
         rec.set_fault("error500")
@@ -685,10 +615,10 @@ def _stop(proc: subprocess.Popen[str]) -> str:
 
 
 def test_ml_sandbox_mediawiki_records_then_replays(
-    origin: Origin, tls: Tls, tmp_path: Path
+    origin: Origin, tls: TlsFiles, tmp_path: Path
 ) -> None:
     rec, port = _serve_cli(["--record", str(tmp_path), "--upstream", origin.url,
-                            "--upstream-ca", str(tls.ca)])  # fmt: skip
+                            "--upstream-ca", str(tls.bundle)])  # fmt: skip
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         live = request(conn, "/w/api.php", TITLE_LOOKUP)
@@ -708,7 +638,7 @@ def test_ml_sandbox_mediawiki_records_then_replays(
 
 
 def test_an_isvc_client_gets_the_same_answer_from_the_replay(
-    origin: Origin, tls: Tls, tmp_path: Path
+    origin: Origin, tls: TlsFiles, tmp_path: Path
 ) -> None:
     """The user's flow: run the isvc's MediaWiki client once through the recorder, then offline
     against the replay (the outlink transformer's client, continuation included)."""
