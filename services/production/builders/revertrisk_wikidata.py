@@ -10,7 +10,8 @@ RevertRiskWikidataGraph2TextModelForLoad before `joblib.load`) with
   `user_is_bot` and `event_user_groups-<group>` (categorical, as strings), `user_age`,
   `page_seconds_since_previous_revision`, `page_age`. Trained on a few synthetic rows.
 - `text_classifier`: a transformers text-classification Pipeline over a tiny random BERT
-  (labels LABEL_0/LABEL_1; builders/hf_text_classifier.py) whose `.model` and `.tokenizer` load()
+  (labels LABEL_0/LABEL_1): builders/hf_text_classifier.py's directory,
+  loaded with `from_pretrained` as the training code would load mBERT, whose `.model` and `.tokenizer` load()
   takes apart and puts together again;
 - `model_version`: an int.
 
@@ -21,6 +22,7 @@ one thread, a fixed pickle protocol.
 """
 
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ import numpy as np
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hf_text_classifier import tiny_bert
+import hf_text_classifier
 
 MODEL_VERSION = 2  # the file name's v2
 SCORES = [
@@ -85,15 +87,17 @@ def main(out: Path) -> None:
         allow_writing_files=False,
     )
     classifier.fit(catboost.Pool(rows, labels, cat_features=CATEGORICAL, feature_names=FEATURES))
-    vocab = out.parent / "vocab.txt"
-    model, tokenizer = tiny_bert(vocab)
+    with tempfile.TemporaryDirectory(dir=out.parent) as work:
+        bert = Path(work) / "bert"
+        hf_text_classifier.main(bert)  # edit-check's tiny BERT directory, loaded back
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(bert)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(bert)
     pipeline = transformers.pipeline(
         "text-classification", model=model, tokenizer=tokenizer, device=-1
     )
     joblib.dump(
         RevertRiskWikidataGraph2TextModel(classifier, pipeline, MODEL_VERSION), out, protocol=4
     )
-    vocab.unlink()
 
 
 if __name__ == "__main__":
