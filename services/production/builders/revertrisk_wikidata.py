@@ -10,9 +10,8 @@ RevertRiskWikidataGraph2TextModelForLoad before `joblib.load`) with
   `user_is_bot` and `event_user_groups-<group>` (categorical, as strings), `user_age`,
   `page_seconds_since_previous_revision`, `page_age`. Trained on a few synthetic rows.
 - `text_classifier`: a transformers text-classification Pipeline over a tiny random BERT
-  (labels LABEL_0/LABEL_1): builders/hf_text_classifier.py's directory,
-  loaded with `from_pretrained` as the training code would load mBERT, whose `.model` and `.tokenizer` load()
-  takes apart and puts together again;
+  (labels LABEL_0/LABEL_1): builders/hf_text_classifier.py's directory, loaded with
+  `from_pretrained`; load() takes its `.model` and `.tokenizer` apart and builds a new pipeline;
 - `model_version`: an int.
 
 Runs in the isvc's own venv (its catboost, transformers, torch, joblib). Deterministic: fixed seeds,
