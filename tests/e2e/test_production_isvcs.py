@@ -24,7 +24,7 @@ if CHECKOUT is None:
     pytest.skip("no inference-services checkout", allow_module_level=True)
 
 LIGHT = ["editing-suggestions", "outlink-topic-model", "langid"]
-HEAVY = ["edit-check", "jina-embeddings"]
+HEAVY = ["edit-check", "jina-embeddings", "revertrisk-wikidata"]
 
 
 def _coverage_run(tmp_path: Path, isvcs: list[str], target: str = "local") -> dict:

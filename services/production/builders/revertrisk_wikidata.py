@@ -20,6 +20,8 @@ one thread, a fixed pickle protocol.
     python revertrisk_wikidata.py OUTPUT_FILE
 """
 
+import io
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from pathlib import Path
 import catboost
 import joblib
 import numpy as np
+import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,6 +58,27 @@ class RevertRiskWikidataGraph2TextModel:
 RevertRiskWikidataGraph2TextModel.__module__ = "__main__"
 
 
+def _stable_storage_pickles() -> None:
+    """A pickled torch tensor carries its storage as a legacy `torch.save` blob (torch/storage.py
+    `__reduce__`) keyed by the storage's memory address (torch/serialization.py `_legacy_save`:
+    `str(storage._cdata)`), so two builds differ. The key only pairs the blob's one storage with
+    its data, so it is written as "0": the same blob, loaded by the same `_load_from_bytes`."""
+
+    def reduce(self: torch.storage.TypedStorage) -> tuple:
+        blob = io.BytesIO()
+        torch.save(self, blob, _use_new_zipfile_serialization=False)
+        key = str(getattr(self, "_untyped_storage", self)._cdata).encode()
+        pickled_key = b"X" + len(key).to_bytes(4, "little") + key  # BINUNICODE, protocol 2
+        data = blob.getvalue()
+        if data.count(pickled_key) != 2:  # the storage's persistent id and the list of keys
+            raise SystemExit("torch's legacy storage format is not the expected one")
+        stable = b"X" + (1).to_bytes(4, "little") + b"0"
+        return (torch.storage._load_from_bytes, (data.replace(pickled_key, stable),))
+
+    torch.storage.TypedStorage.__reduce__ = reduce
+    torch.storage.UntypedStorage.__reduce__ = reduce
+
+
 def _rows(n: int) -> tuple[list[list], list[int]]:
     """Synthetic edits: anonymous or young accounts with big removals are reverted."""
     rng = np.random.default_rng(18)
@@ -76,6 +100,7 @@ def _rows(n: int) -> tuple[list[list], list[int]]:
 
 
 def main(out: Path) -> None:
+    out = out.resolve()
     rows, labels = _rows(64)
     classifier = catboost.CatBoostClassifier(
         iterations=20,
@@ -86,14 +111,25 @@ def main(out: Path) -> None:
         allow_writing_files=False,
     )
     classifier.fit(catboost.Pool(rows, labels, cat_features=CATEGORICAL, feature_names=FEATURES))
+    # Each training stamps a random model_guid and its finish time into the model: fixed here.
+    metadata = classifier.get_metadata()
+    metadata["model_guid"] = "00000000-00000000-00000000-00000018"
+    metadata["train_finish_time"] = "2025-11-04T12:13:12Z"  # the storage_uri's timestamp
     with tempfile.TemporaryDirectory(dir=out.parent) as work:
-        bert = Path(work) / "bert"
-        hf_text_classifier.main(bert)  # edit-check's tiny BERT directory, loaded back
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(bert)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(bert)
+        # edit-check's tiny BERT directory, loaded back by a relative name: the model and the
+        # tokenizer keep the name they were loaded from, which must not be a random folder's.
+        here = os.getcwd()
+        os.chdir(work)
+        try:
+            hf_text_classifier.main(Path("bert"))
+            model = transformers.AutoModelForSequenceClassification.from_pretrained("bert")
+            tokenizer = transformers.AutoTokenizer.from_pretrained("bert")
+        finally:
+            os.chdir(here)
     pipeline = transformers.pipeline(
         "text-classification", model=model, tokenizer=tokenizer, device=-1
     )
+    _stable_storage_pickles()
     joblib.dump(
         RevertRiskWikidataGraph2TextModel(classifier, pipeline, MODEL_VERSION), out, protocol=4
     )
