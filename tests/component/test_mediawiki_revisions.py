@@ -145,3 +145,62 @@ def test_what_the_fixtures_do_not_name_is_not_in_the_fixtures(
     status, doc = get(server, params)
     assert status == 501
     assert doc["error"]["code"] == "replay-not-in-fixtures"
+
+
+def test_every_revision_of_the_load_test_is_answered(server: ReplayServer) -> None:
+    """revertrisk-wikidata's load test (test/locust/data/wikidata_revids.tsv): each revision, its
+    parent, its page's first revision, its editor and the labels of its diff have an answer."""
+    from sandbox.mediawiki import generate
+    from tests.production_support import checkout
+
+    root = checkout()
+    if root is None:
+        pytest.skip("no inference-services checkout")
+    revids = generate.read_wikidata_revisions(root)
+    assert len(revids) >= 30
+    for revid in revids:
+        status, doc = get(
+            server,
+            {
+                "action": "query",
+                "prop": "revisions",
+                "revids": str(revid),
+                "rvprop": "content|ids|title",
+                "rvslots": "main",
+            },
+        )
+        assert status == 200, (revid, doc)
+        ((pageid, page),) = doc["query"]["pages"].items()
+        rev = page["revisions"][0]
+        status, parent = get(
+            server,
+            {
+                "action": "query",
+                "prop": "revisions",
+                "revids": str(rev["parentid"]),
+                "rvprop": "timestamp",
+            },
+        )
+        assert status == 200 and parent["query"]["pages"][pageid]["revisions"]
+        status, first = get(
+            server,
+            {
+                "action": "query",
+                "prop": "revisions",
+                "pageids": pageid,
+                "rvdir": "newer",
+                "rvlimit": "1",
+                "rvprop": "timestamp",
+            },
+        )
+        assert status == 200 and first["query"]["pages"][pageid]["revisions"]
+        status, labels = get(
+            server,
+            {
+                "action": "wbgetentities",
+                "props": "labels",
+                "languages": "en",
+                "ids": f"{page['title']}|P31|Q5",
+            },
+        )
+        assert status == 200 and len(labels["entities"]) == 3
