@@ -464,9 +464,14 @@ def answer(wiki: Wiki, params: dict[str, str], max_limit: int = API_MAX_LIMIT) -
     """The JSON body (before formatversion 1's flag conversion, see `encode`) for one API
     request to `wiki`. Raises ApiError for an error response and NotInFixtures when the
     fixtures cannot tell."""
-    from sandbox.mediawiki import wikibase  # it builds on this module
+    from sandbox.mediawiki import history, wikibase  # they build on this module
 
     action = params.get("action")
+    if history.handles(wiki, params):
+        body = history.answer(wiki, params)
+        if "requestid" in params:
+            body = {"requestid": params["requestid"], **body}
+        return body
     if action == "wbgetentities" and wiki.entities:
         supported = wikibase.PARAMS
     elif action in ("query", "parse"):

@@ -148,7 +148,8 @@ _SITE = re.compile(r"[a-z][a-z0-9_]*wiki[a-z]*")
 
 
 class EntitySpec(BaseModel):
-    """A Wikidata item as `wbgetentities` reports it (www.wikidata.org fixtures)."""
+    """A Wikidata item (or property, P...) as `wbgetentities` reports it (www.wikidata.org
+    fixtures)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -163,6 +164,8 @@ class EntitySpec(BaseModel):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
+        if _PID.fullmatch(v):
+            return v
         return _check_qid(v) or v
 
     @field_validator("claims")
@@ -182,6 +185,38 @@ class EntitySpec(BaseModel):
         return v
 
 
+class RevisionSpec(BaseModel):
+    """One revision of a page (history.py answers `prop=revisions` from these): who made it,
+    when, its parent (0 for a page's first) and its content (a Wikibase entity's JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    revid: int = Field(gt=0)
+    parentid: int = Field(ge=0)
+    pageid: int = Field(gt=0)
+    ns: int = 0
+    title: str = Field(min_length=1)
+    user: str = Field(min_length=1)
+    userid: int = Field(default=0, ge=0)
+    anon: bool = False  # a logged-out edit: `user` is an IP address
+    timestamp: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
+    comment: str = ""
+    contentmodel: str = "wikibase-item"
+    content: dict = Field(default_factory=dict)
+
+
+class UserSpec(BaseModel):
+    """A registered user as `list=users` reports it (groups beyond the implicit `*` and `user`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    userid: int = Field(gt=0)
+    groups: list[str] = Field(default_factory=list)
+    registration: str | None = None
+    editcount: int = 0
+
+
 class FixtureFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -193,6 +228,8 @@ class FixtureFile(BaseModel):
     missing_revids: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
     entities: list[EntitySpec] = Field(default_factory=list)  # www.wikidata.org
     missing_entities: list[Annotated[str, AfterValidator(_check_qid)]] = Field(default_factory=list)
+    revisions: list[RevisionSpec] = Field(default_factory=list)
+    users: list[UserSpec] = Field(default_factory=list)
 
     @field_validator("wiki")
     @classmethod
@@ -237,6 +274,8 @@ class Wiki:
     entities: dict[str, EntitySpec] = field(default_factory=dict)  # Wikidata items by id
     by_sitelink: dict[tuple[str, str], str] = field(default_factory=dict)  # (site, title) -> id
     missing_entities: set[str] = field(default_factory=set)
+    revisions: dict[int, RevisionSpec] = field(default_factory=dict)  # history.py
+    users: dict[str, UserSpec] = field(default_factory=dict)
 
     def page(self, title: str) -> Page | None:
         return self.pages.get(title)
@@ -300,7 +339,14 @@ def load_wikis(dirs: list[Path] | None = None) -> dict[str, Wiki]:
     for path, fx in parsed:
         wiki = wikis.setdefault(fx.wiki, Wiki(host=fx.wiki))
         if not fx.exists:
-            if fx.pages or fx.missing or fx.missing_pageids or fx.missing_revids or fx.entities:
+            if (
+                fx.pages
+                or fx.missing
+                or fx.missing_pageids
+                or fx.missing_revids
+                or fx.entities
+                or fx.revisions
+            ):
                 raise FixtureError(f"{path}: a wiki with `exists: false` has no pages")
             if wiki.pages:
                 raise FixtureError(f"{path}: {fx.wiki} has pages in another fixture file")
@@ -343,6 +389,14 @@ def load_wikis(dirs: list[Path] | None = None) -> dict[str, Wiki]:
                     )
                 wiki.by_sitelink[(site, normalize_title(title))] = entity.id
         wiki.missing_entities.update(fx.missing_entities)
+        for rev in fx.revisions:
+            if rev.revid in wiki.revisions:
+                raise FixtureError(f"{path}: revision {rev.revid} on {fx.wiki} is defined twice")
+            wiki.revisions[rev.revid] = rev
+        for user in fx.users:
+            if user.name in wiki.users:
+                raise FixtureError(f"{path}: user {user.name!r} on {fx.wiki} is defined twice")
+            wiki.users[user.name] = user
     # Pass 2: redirects (pages of their own).
     for path, fx in parsed:
         wiki = wikis[fx.wiki]

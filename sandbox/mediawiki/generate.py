@@ -51,6 +51,8 @@ from sandbox.mediawiki.fixtures import (
 LOCUST_CSV = Path("test/locust/data/articles_lang_title_id.csv")
 # `lang<TAB>rev_id`, no header: the articlequality, readability and revertrisk load tests.
 LOCUST_REVISIONS = Path("test/locust/data/revisions_lang_and_id.tsv")
+# revertrisk-wikidata's load test: Wikidata revision ids, one a line.
+LOCUST_WIKIDATA_REVISIONS = Path("test/locust/data/wikidata_revids.tsv")
 SOURCE = (
     "inference-services test/locust/data/articles_lang_title_id.csv and revisions_lang_and_id.tsv"
 )
@@ -198,11 +200,93 @@ def build_revisions(
     return pages
 
 
+def read_wikidata_revisions(checkout: Path) -> list[int]:
+    """The revision ids of revertrisk-wikidata's load test (none when the file is absent)."""
+    path = checkout / LOCUST_WIKIDATA_REVISIONS
+    if not path.is_file():
+        return []
+    return [int(line.split("\t")[0]) for line in path.read_text().splitlines() if line.strip()]
+
+
+# Stand-in items and parent revisions of the load test's Wikidata revisions: ranges no real item
+# or revision uses. Their statement (P31 = Q5) and its labels are the hand-written
+# www.wikidata.org.revertrisk.yaml's.
+_WD_ITEM_BASE = 99_100_000
+_WD_PARENT_BASE = 3_900_000_000
+WD_EDITOR = "Sandbox load-test editor"
+
+
+def _item(qid: str, label: str, with_claim: bool) -> dict[str, Any]:
+    claims: dict[str, Any] = {}
+    if with_claim:
+        snak = {"entity-type": "item", "numeric-id": 5, "id": "Q5"}
+        claims["P31"] = [
+            {
+                "mainsnak": {
+                    "snaktype": "value",
+                    "property": "P31",
+                    "hash": "ad7d38a03cdd40cdc373de0dc4e7b7fcbccb31d9",
+                    "datavalue": {"value": snak, "type": "wikibase-entityid"},
+                    "datatype": "wikibase-item",
+                },
+                "type": "statement",
+                "id": f"{qid}$00000000-0000-4000-8000-{int(qid[1:]):012d}",
+                "rank": "normal",
+            }
+        ]
+    return {
+        "type": "item",
+        "id": qid,
+        "labels": {"en": {"language": "en", "value": label}},
+        "descriptions": {},
+        "aliases": {},
+        "claims": claims,
+        "sitelinks": {},
+    }
+
+
+def build_wikidata_history(revids: list[int], existing: set[int]) -> dict[str, Any]:
+    """Each revision (not in `existing`) edits a stand-in item of its own: its parent (the item's
+    first revision) has a label, the revision adds a statement, both by one registered editor."""
+    revisions: list[dict[str, Any]] = []
+    entities: list[dict[str, Any]] = []
+    for n, revid in enumerate(sorted(set(revids) - existing), start=1):
+        pageid = _WD_ITEM_BASE + n
+        qid, label = f"Q{pageid}", f"Sandbox load-test item {n}"
+        common = {"pageid": pageid, "title": qid, "user": WD_EDITOR, "userid": 99_000_002}
+        revisions.append(
+            {
+                "revid": _WD_PARENT_BASE + n,
+                "parentid": 0,
+                **common,
+                "timestamp": "2024-01-01T00:00:00Z",
+                "content": _item(qid, label, with_claim=False),
+            }
+        )
+        revisions.append(
+            {
+                "revid": revid,
+                "parentid": _WD_PARENT_BASE + n,
+                **common,
+                "timestamp": "2024-02-01T00:00:00Z",
+                "content": _item(qid, label, with_claim=True),
+            }
+        )
+        entities.append({"id": qid, "labels": {"en": label}})
+    if not revisions:
+        return {}
+    user = {"name": WD_EDITOR, "userid": 99_000_002, "groups": ["autoconfirmed"]}
+    user["registration"] = "2021-06-01T00:00:00Z"
+    return {"revisions": revisions, "users": [user], "entities": entities}
+
+
 def build(
     rows: list[Row],
     existing: set[tuple[str, str]],
     revisions: list[tuple[str, int]] | None = None,
     existing_revids: set[tuple[str, int]] | None = None,
+    wikidata_revisions: list[int] | None = None,
+    existing_wikidata_revids: set[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The fixture documents by wiki host (`existing`: (wiki, title) defined by hand; likewise
     `existing_revids`: (wiki, revid))."""
@@ -248,6 +332,14 @@ def build(
     }
     if entities:
         docs[WIKIDATA] = {"wiki": WIKIDATA, "entities": sorted(entities, key=lambda e: e["id"])}
+    history = build_wikidata_history(wikidata_revisions or [], existing_wikidata_revids or set())
+    if history:
+        doc = docs.setdefault(WIKIDATA, {"wiki": WIKIDATA})
+        doc["revisions"] = history["revisions"]
+        doc["users"] = history["users"]
+        doc["entities"] = sorted(
+            [*doc.get("entities", []), *history["entities"]], key=lambda e: e["id"]
+        )
     return docs
 
 
@@ -269,7 +361,15 @@ def write(checkout: Path, out: Path = DEFAULT_FIXTURES_DIR) -> list[Path]:
     wikis = load_wikis([out])
     existing = {(host, title) for host, wiki in wikis.items() for title in wiki.pages}
     existing_revids = {(host, rev) for host, wiki in wikis.items() for rev in wiki.by_revid}
-    docs = build(read_rows(checkout), existing, read_revisions(checkout), existing_revids)
+    wd_revids = set(wikis[WIKIDATA].revisions) if WIKIDATA in wikis else set()
+    docs = build(
+        read_rows(checkout),
+        existing,
+        read_revisions(checkout),
+        existing_revids,
+        read_wikidata_revisions(checkout),
+        wd_revids,
+    )
     written = []
     for wiki, doc in docs.items():
         path = out / f"{wiki}{SUFFIX}"

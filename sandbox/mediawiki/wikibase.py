@@ -108,14 +108,15 @@ def entity_json(
     out: dict[str, Any] = {}
     if "info" in props:  # stand-in page facts: the fixtures hold no item pages
         number = int(entity.id[1:])
+        prop = entity.id.startswith("P")
         out |= {
             "pageid": number,
-            "ns": 0,
-            "title": entity.id,
+            "ns": 120 if prop else 0,
+            "title": f"Property:{entity.id}" if prop else entity.id,
             "lastrevid": 2_000_000_000 + number % 1_000_000_000,
             "modified": "2026-01-01T00:00:00Z",
         }
-    out |= {"type": "item", "id": entity.id}
+    out |= {"type": "property" if entity.id.startswith("P") else "item", "id": entity.id}
     # `datatype` only concerns properties; an item has none.
     for name, terms in (("labels", entity.labels), ("descriptions", entity.descriptions)):
         if name in props:

@@ -26,7 +26,13 @@ if CHECKOUT is None:
     pytest.skip("no inference-services checkout", allow_module_level=True)
 
 LIGHT = ["editing-suggestions", "outlink-topic-model", "langid", "tts", "article-country"]
-HEAVY = ["edit-check", "jina-embeddings", "revise-tone-task-generator", "cope-a-9b"]
+HEAVY = [
+    "edit-check",
+    "jina-embeddings",
+    "revise-tone-task-generator",
+    "cope-a-9b",
+    "revertrisk-wikidata",
+]
 
 
 def _coverage_run(
