@@ -20,26 +20,14 @@ import pytest
 from sandbox import pipeline_wiki
 from sandbox.mediawiki.replay import ReplayServer, tls_context
 from sandbox.paths import REPO_ROOT
+from tests.mediawiki_queries import LINKS
 
 pytestmark = pytest.mark.component
 
 CHECKOUT = REPO_ROOT.parent / "shared" / "inference-services"
 OUTLINK_TEST = CHECKOUT / "test/unit/outlink_topic_model/test_outlink_model.py"
-# What production's get_outlinks sends (inference-services@bce944c:
-# src/models/outlink_topic_model/model_server/model.py OutlinksTopicModel.get_outlinks; mwapi
-# adds continue= on the first request of a continuation).
-OUTLINKS_QUERY = {
-    "action": "query",
-    "generator": "links",
-    "redirects": "",
-    "prop": "pageprops",
-    "ppprop": "wikibase_item",
-    "gplnamespace": "0",
-    "gpllimit": "500",
-    "format": "json",
-    "formatversion": "2",
-    "continue": "",
-}
+# What production's get_outlinks sends (tests/mediawiki_queries.py).
+OUTLINKS_QUERY = LINKS
 
 
 @pytest.fixture(scope="module")
