@@ -35,9 +35,9 @@ API_MAX_LIMIT = 500  # gpllimit=max for ordinary users on Wikimedia wikis
 MAX_TITLES = 50  # titles/pageids values per request for ordinary users
 MAX_TITLE_BYTES = 255
 
-_MAIN_PARAMS = {"action", "format", "formatversion", "utf8", "ascii", "maxlag", "requestid"}
+MAIN_PARAMS = {"action", "format", "formatversion", "utf8", "ascii", "maxlag", "requestid"}
 QUERY_PARAMS = frozenset(
-    _MAIN_PARAMS
+    MAIN_PARAMS
     | {
         "titles",
         "pageids",
@@ -52,7 +52,7 @@ QUERY_PARAMS = frozenset(
         "continue",
     }
 )
-PARSE_PARAMS = frozenset(_MAIN_PARAMS | {"oldid", "prop"})
+PARSE_PARAMS = frozenset(MAIN_PARAMS | {"oldid", "prop"})
 _INVALID_TITLE_CHARS = re.compile(r"[<>\[\]{}|\x00-\x1f\x7f]")
 
 

@@ -21,18 +21,19 @@ import ipaddress
 import json
 from typing import Any
 
-from sandbox.mediawiki.api import ApiError, NotInFixtures, _integer, _split, _unsupported
+from sandbox.mediawiki.api import (
+    MAIN_PARAMS,
+    ApiError,
+    NotInFixtures,
+    _integer,
+    _split,
+    _unsupported,
+)
 from sandbox.mediawiki.fixtures import RevisionSpec, Wiki
 
 PARAMS = frozenset(
-    {
-        "action",
-        "format",
-        "formatversion",
-        "utf8",
-        "ascii",
-        "maxlag",
-        "requestid",
+    MAIN_PARAMS
+    | {
         "prop",
         "list",
         "revids",

@@ -19,18 +19,12 @@ import re
 import uuid
 from typing import Any
 
-from sandbox.mediawiki.api import ApiError, NotInFixtures, _split, _unsupported
+from sandbox.mediawiki.api import MAIN_PARAMS, ApiError, NotInFixtures, _split, _unsupported
 from sandbox.mediawiki.fixtures import EntitySpec, Wiki, normalize_title
 
 PARAMS = frozenset(
-    {
-        "action",
-        "format",
-        "formatversion",
-        "utf8",
-        "ascii",
-        "maxlag",
-        "requestid",
+    MAIN_PARAMS
+    | {
         "ids",
         "sites",
         "titles",
