@@ -261,7 +261,7 @@ def test_up_records_mediawiki_then_replays_it_without_the_wiki(run_dir, tmp_path
     tls = make_tls(tmp_path / "tls")
     origin = Origin(tls).start()
     monkeypatch.setenv("SANDBOX_MEDIAWIKI_UPSTREAM", origin.url)
-    monkeypatch.setenv("SANDBOX_MEDIAWIKI_UPSTREAM_CA", str(tls.ca))
+    monkeypatch.setenv("SANDBOX_MEDIAWIKI_UPSTREAM_CA", str(tls.bundle))
     svc = catalog.get("outlink-topic-model")
     body = json.dumps({"lang": "en", "page_title": "Toni Morrison", "threshold": 0.1}).encode()
     recordings = tmp_path / "recordings"
