@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from sandbox import venvs
 from sandbox.catalog import Component, Service
@@ -112,15 +113,21 @@ def _blocked(service: Service) -> str | None:
     return str(blocked).strip() if blocked else None
 
 
+def _venv_spec(service: Service, component: Component) -> dict[str, Any]:
+    """What names the component's venv: its requirement files, Python, base layer and removals
+    (the arguments of `venvs.ensure` and `venvs.cached`, which key the venv by all of them)."""
+    return {
+        "requirements": requirement_paths(service, component),
+        "python": python_for(component.python),
+        "base": [service.dir / r for r in component.image_base],
+        "without": component.image_without,
+    }
+
+
 def cached_venv(service: Service, component: Component) -> Path | None:
     """The component's venv if it is built already (what `venv_for` would return without
     building), else None."""
-    return venvs.cached(
-        requirement_paths(service, component),
-        python=python_for(component.python),
-        base=[service.dir / r for r in component.image_base],
-        without=component.image_without,
-    )
+    return venvs.cached(**_venv_spec(service, component))
 
 
 def venv_for(service: Service, component: Component, progress=_say) -> Path:
@@ -130,19 +137,11 @@ def venv_for(service: Service, component: Component, progress=_say) -> Path:
     provide them. When it fails for a production entry whose own build fails too, the error adds
     the entry's `production.blocked` reason: the installer's output alone does not say that
     production's pipeline cannot build these files either."""
-    requirements = requirement_paths(service, component)
-    base = [service.dir / r for r in component.image_base]
-    python = python_for(component.python)
+    spec = _venv_spec(service, component)
     try:
-        return venvs.ensure(
-            requirements,
-            python=python,
-            progress=progress,
-            base=base,
-            without=component.image_without,
-        )
+        return venvs.ensure(**spec, progress=progress)
     except venvs.VenvError as e:
-        direct = direct_references(requirements)
+        direct = direct_references(spec["requirements"])
         blocked = _blocked(service)
         if not direct and blocked:
             raise venvs.VenvError(
