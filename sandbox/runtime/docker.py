@@ -223,7 +223,7 @@ class DockerBackend:
         }
         replay = (
             images.build(images.replay_recipe())
-            if opts.mediawiki.replay_server and any(s.uses_mediawiki for s in services)
+            if opts.mediawiki.replay_server_for(services)
             else None
         )
         if _docker("network", "inspect", network_name(), check=False).returncode != 0:

@@ -309,7 +309,7 @@ class HostTarget:
         mode = opts.mediawiki
         if not mode.replay_server:
             return mode.url
-        if not any(s.uses_mediawiki for s in services):
+        if not mode.replay_server_for(services):
             names = ", ".join(s.name for s in services)
             who = f"{names} does not" if len(services) == 1 else f"none of {names}"
             print(

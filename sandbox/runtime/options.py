@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sandbox.errors import UsageError
+
+if TYPE_CHECKING:
+    from sandbox.catalog import Service
 
 RECORDINGS_DIR = "mediawiki-recordings"
 MediaWikiKind = Literal["live", "url", "emulate", "replay", "record"]
@@ -31,6 +35,11 @@ class MediaWiki:
     def replay_server(self) -> bool:
         """Whether this mode runs the sandbox's MediaWiki replay server."""
         return self.kind in ("emulate", "replay", "record")
+
+    def replay_server_for(self, services: Iterable[Service]) -> bool:
+        """Whether `up` of these isvcs starts the replay server: the mode runs one and an isvc
+        calls MediaWiki or EventGate (`Service.uses_mediawiki`)."""
+        return self.replay_server and any(s.uses_mediawiki for s in services)
 
     def __str__(self) -> str:
         if self.kind == "url":
